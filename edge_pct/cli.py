@@ -1,0 +1,97 @@
+"""The `edge-pct` command line: one entry point, thin subcommand handlers that import their module lazily.
+
+Every handler returns an exit code; `main` turns an EdgePctError into one stderr line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge_pct import DEFAULT_TOKENIZER, __version__
+from edge_pct.errors import EdgePctError
+
+
+def _write_json(path: str | None, payload: dict[str, Any]) -> None:
+    """Print the result; also write it to `path` (atomically) when --json is given."""
+    text = json.dumps(payload, indent=2)
+    print(text)
+    if path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(p)
+
+
+def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from edge_pct.config import load_config
+    from edge_pct.train.tokenizer import train_tokenizer
+
+    overrides = list(args.set) + ([f"tokenizer_train.epochs={args.epochs}"] if args.epochs else [])
+    cfg = load_config(args.config, overrides)
+    _write_json(args.json, train_tokenizer(args.poses, args.out, cfg, val_ann=args.val_ann))
+    return 0
+
+
+def _cmd_eval_tokenizer(args: argparse.Namespace) -> int:
+    from edge_pct.tokenizer_eval import evaluate_tokenizer_model
+    from edge_pct.train.checkpoint import load_tokenizer
+
+    if not 0.0 <= args.mask_ratio < 1.0:
+        raise EdgePctError(f"--mask-ratio {args.mask_ratio} is out of range: use a value in [0, 1)")
+    model = load_tokenizer(args.checkpoint)
+    res = evaluate_tokenizer_model(model, args.coco_ann, args.mask_ratio, seed=args.seed)
+    _write_json(args.json, {"checkpoint": str(args.checkpoint), **res})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-pct", description="PCT pose estimation for the edge.")
+    parser.add_argument("--version", action="version", version=f"edge-pct {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train-tokenizer", help="train the pose tokenizer (PCT stage 1) on COCO poses")
+    p.add_argument("--poses", required=True, help="poses .npz (keypoints, bbox_xywh) or COCO keypoints .json")
+    p.add_argument("--out", required=True, help="run directory (last.pt resume point, tokenizer.pt, train_log.jsonl)")
+    p.add_argument("--config", help="TOML config, e.g. configs/tokenizer_cpu.toml (default: the paper's sizes)")
+    p.add_argument("--epochs", type=int, help="override tokenizer_train.epochs")
+    p.add_argument("--val-ann", help="COCO json scored (reconstruction AP) at every checkpoint")
+    p.set_defaults(func=_cmd_train_tokenizer)
+
+    p = sub.add_parser("eval-tokenizer", help="reconstruction OKS-AP of a tokenizer on COCO ground truth")
+    p.add_argument("--checkpoint", default=str(DEFAULT_TOKENIZER), help="tokenizer .pt (default: the shipped one)")
+    p.add_argument("--coco-ann", required=True, help="COCO keypoints json, e.g. person_keypoints_val2017.json")
+    p.add_argument("--mask-ratio", type=float, default=0.0, help="share of each person's labeled joints hidden")
+    p.add_argument("--seed", type=int, default=0, help="seed of the joint hiding")
+    p.set_defaults(func=_cmd_eval_tokenizer)
+
+    for name, action in sub.choices.items():
+        action.add_argument("--json", help="also write the result to this JSON file")
+        if name.startswith("train"):
+            action.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                                help="config override, e.g. tokenizer_train.lr=3e-4 (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except EdgePctError as e:
+        print(f"edge-pct {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edge-pct {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

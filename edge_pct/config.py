@@ -1,0 +1,218 @@
+"""Configuration: frozen dataclasses are the schema, TOML is the only file format.
+
+`load_config(path, overrides)` reads a TOML file (missing sections and keys keep their defaults) and
+applies `--set section.key=value` overrides; `save_config` writes one back. Unknown keys and wrongly
+typed values raise ConfigError with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_pct.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # JetPack 6 ships Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The pose tokenizer (PCT stage 1): MLP-Mixer encoder -> M tokens -> codebook -> MLP-Mixer decoder.
+
+    Coordinates are pixels in the crop frame `input_size` = (width, height), the image model's input.
+    The defaults are the paper's; `TOKENIZER_VARIANTS` holds the smaller variants trained on CPU.
+    """
+
+    num_joints: int = 17
+    num_tokens: int = 34  # M
+    codebook_size: int = 2048  # V
+    token_dim: int = 512  # codebook entry size
+    enc_dim: int = 512  # encoder channels per joint
+    enc_channel_hidden: int = 512
+    enc_token_hidden: int = 64
+    enc_layers: int = 4
+    dec_dim: int = 32
+    dec_channel_hidden: int = 64
+    dec_token_hidden: int = 64
+    dec_layers: int = 1
+    ema_decay: float = 0.9
+    # A code whose EMA usage falls below this many assignments per step is restarted from an encoder output.
+    dead_code_threshold: float = 0.03
+    input_size: tuple[int, int] = (192, 256)  # crop (width, height) in pixels
+
+
+@dataclass(frozen=True)
+class TokenizerTrainConfig:
+    """Training of the pose tokenizer on COCO poses (PCT-NOTES 1.6-1.8, with our changes noted)."""
+
+    epochs: int = 50
+    batch_size: int = 512
+    lr: float = 1e-2
+    weight_decay: float = 0.15
+    warmup_iters: int = 500
+    min_lr_ratio: float = 1e-5  # cosine floor, as a fraction of lr
+    keep_prob: float = 0.8  # each joint stays visible to the encoder with this probability
+    commit_weight: float = 15.0
+    padding: float = 1.25  # box -> crop enlargement
+    # Pose augmentation (PCT-NOTES 1.8)
+    flip_prob: float = 0.5
+    rot_prob: float = 0.6
+    rot_sigma: float = 40.0  # degrees, clipped at 2 sigma
+    scale_sigma: float = 0.5  # crop scale ~ clip(N(1, sigma), 1 - sigma, 1 + sigma)
+    shift_prob: float = 0.3
+    shift_factor: float = 0.16
+    half_body_prob: float = 0.3
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads; 0 = torch default
+    checkpoint_every: int = 500  # iterations between checkpoints (resume points)
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one experiment needs; each field is one TOML section."""
+
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    tokenizer_train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+
+
+TOKENIZER_VARIANTS: dict[str, TokenizerConfig] = {
+    "pct-paper": TokenizerConfig(),
+    # CPU-trainable: half width, 1024 codes, and a wider 2-layer decoder for precision.
+    "pct-cpu": TokenizerConfig(
+        codebook_size=1024, token_dim=256, enc_dim=256, enc_channel_hidden=256,
+        dec_dim=128, dec_channel_hidden=256, dec_layers=2,
+    ),  # fmt: skip
+    "pct-tiny": TokenizerConfig(
+        num_tokens=8, codebook_size=64, token_dim=32, enc_dim=32, enc_channel_hidden=32, enc_token_hidden=16,
+        enc_layers=2, dec_dim=16, dec_channel_hidden=16, dec_token_hidden=16,
+    ),  # fmt: skip
+}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Check `value` against the annotation `typ`; tuples arrive as lists from TOML."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Literal:
+        if value not in typing.get_args(typ):
+            raise ConfigError(f"{key}={value!r} is not one of {list(typing.get_args(typ))}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(typ)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}={value!r}: expected a list of {len(args)} values")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is Path and isinstance(value, str):
+        return Path(value)
+    if typ in (int, float, str, bool) and not (isinstance(value, typ) and not (typ is int and isinstance(value, bool))):
+        raise ConfigError(f"{key}={value!r}: expected {typ.__name__}")
+    return value
+
+
+def _unknown(key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"Unknown config key '{key}'. Valid: {sorted(valid)}.{hint}")
+
+
+def config_from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass `cls` from a (possibly partial, nested) dict, type-checking every value."""
+    types = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in types:
+            raise _unknown(full, list(types))
+        typ = types[key]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{full}' is a section: expected a table, got {value!r}")
+            kwargs[key] = config_from_dict(typ, value, prefix=f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, typ, full)
+    return cls(**kwargs)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Dataclass -> plain dict (tuples as lists, Paths as str, None dropped: TOML has no null)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items() if x is not None}
+        if isinstance(v, (tuple, list)):
+            return [clean(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return clean(dataclasses.asdict(cfg))
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """['tokenizer.token_dim=256', ...] -> nested dict; values parsed with ast.literal_eval (never eval)."""
+    nested: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"Override '{item}' must look like section.key=value, e.g. tokenizer_train.lr=3e-4")
+        key, raw = item.split("=", 1)
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw  # a bare string such as a path
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> RunConfig:
+    """Read a RunConfig from TOML (or defaults when `path` is None), then apply `--set` overrides.
+
+    `base` is an optional dict applied before the file, e.g. a variant chosen on the command line.
+    """
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Config file '{p}' not found: pass an existing TOML file (see configs/)")
+        try:
+            data = _merge(data, tomllib.loads(p.read_text()))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"Config file '{p}' is not valid TOML: {e}") from e
+    data = _merge(data, parse_overrides(overrides))
+    return config_from_dict(RunConfig, data)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write a config dataclass to TOML (atomically: temp name, then rename)."""
+    import tomli_w
+
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(tomli_w.dumps(config_to_dict(cfg)))
+    tmp.replace(p)

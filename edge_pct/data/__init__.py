@@ -1,0 +1,1 @@
+"""Datasets and augmentation: COCO / LSP-extended readers and the shared crop augmentation."""

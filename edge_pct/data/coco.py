@@ -1,0 +1,82 @@
+"""COCO person keypoints: the compact train poses `.npz` and COCO-format annotation `.json` files.
+
+Both load into a `PoseSet` (image pixels + COCO visibility). Persons without a labeled joint are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_pct.errors import InputFileError
+
+
+@dataclass
+class PoseSet:
+    """N persons: keypoints (N, 17, 3) image px + visibility v in {0, 1, 2}; boxes (N, 4) xywh px;
+    image_ids (N,), ann_ids (N,) (-1 when unknown), areas (N,) (segment area, for OKS)."""
+
+    keypoints: np.ndarray
+    boxes: np.ndarray
+    image_ids: np.ndarray
+    ann_ids: np.ndarray
+    areas: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    def subset(self, idx: np.ndarray) -> PoseSet:
+        return PoseSet(self.keypoints[idx], self.boxes[idx], self.image_ids[idx], self.ann_ids[idx], self.areas[idx])
+
+
+def _check_shapes(kpts: np.ndarray, boxes: np.ndarray, path: Path) -> None:
+    if kpts.ndim != 3 or kpts.shape[1:] != (17, 3) or boxes.shape != (len(kpts), 4):
+        raise InputFileError(f"'{path}' holds keypoints {kpts.shape} / boxes {boxes.shape}; expected (N, 17, 3) and (N, 4)"
+                             " COCO-17 persons")
+
+
+def load_coco_json(path: str | Path) -> PoseSet:
+    """Read the person annotations of a COCO keypoints json (non-crowd, at least one labeled joint)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"Annotation file '{p}' not found: pass a COCO person_keypoints json")
+    try:
+        data = json.loads(p.read_text())
+        anns = [a for a in data["annotations"] if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0]
+        kpts = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, 17, 3)
+        boxes = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
+        image_ids = np.array([a["image_id"] for a in anns], dtype=np.int64)
+        ann_ids = np.array([a.get("id", -1) for a in anns], dtype=np.int64)
+        areas = np.array([a.get("area", b[2] * b[3]) for a, b in zip(anns, boxes)], dtype=np.float32)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise InputFileError(f"'{p}' is not a COCO keypoints json ({type(e).__name__}: {e})") from e
+    _check_shapes(kpts, boxes, p)
+    keep = (kpts[:, :, 2] > 0).any(1)
+    return PoseSet(kpts, boxes, image_ids, ann_ids, areas).subset(np.nonzero(keep)[0])
+
+
+def load_pose_npz(path: str | Path) -> PoseSet:
+    """Read the compact poses file (`keypoints (N,17,3)`, `bbox_xywh (N,4)`, `image_id (N,)`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"Poses file '{p}' not found: pass person_keypoints_train2017.npz or a COCO json")
+    try:
+        with np.load(p) as d:
+            kpts = d["keypoints"].astype(np.float32)
+            boxes = d["bbox_xywh"].astype(np.float32)
+            image_ids = d["image_id"].astype(np.int64) if "image_id" in d.files else np.full(len(kpts), -1)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise InputFileError(f"'{p}' is not a readable poses .npz with keypoints and bbox_xywh ({e})") from e
+    _check_shapes(kpts, boxes, p)
+    keep = (kpts[:, :, 2] > 0).any(1)
+    n = len(kpts)
+    return PoseSet(kpts, boxes, image_ids, np.full(n, -1), boxes[:, 2] * boxes[:, 3]).subset(np.nonzero(keep)[0])
+
+
+def load_poses(path: str | Path) -> PoseSet:
+    """Poses from a `.npz` or a COCO `.json`, chosen by suffix."""
+    return load_coco_json(path) if str(path).endswith(".json") else load_pose_npz(path)

@@ -1,0 +1,1 @@
+"""PyTorch models: the MLP-Mixer, the codebook, the pose tokenizer (and, later, the image classifier)."""

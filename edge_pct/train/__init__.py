@@ -1,0 +1,1 @@
+"""Training loops: the pose tokenizer (stage 1) and the image classifier (stage 2)."""
