@@ -17,7 +17,7 @@ def keypoint_results(image_ids: np.ndarray, keypoints: np.ndarray, joint_scores:
     """COCO results list from keypoints (N, 17, 2) image px, joint_scores (N, 17) and instance scores (N,)."""
     kp = np.concatenate([keypoints, joint_scores[..., None]], axis=-1).reshape(len(keypoints), -1)
     return [{"image_id": int(i), "category_id": 1, "keypoints": [round(float(v), 3) for v in row], "score": float(s)}
-            for i, row, s in zip(image_ids, kp, scores)]
+            for i, row, s in zip(image_ids, kp, scores, strict=True)]
 
 
 def oks_ap(ann_path: str | Path, results: list[dict]) -> dict[str, float]:

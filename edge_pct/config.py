@@ -114,7 +114,7 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         args = typing.get_args(typ)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{key}={value!r}: expected a list of {len(args)} values")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is Path and isinstance(value, str):

@@ -20,8 +20,9 @@ from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_param
 from edge_pct.models.codebook import usage_stats
 from edge_pct.processing import apply_affine, invert_affine
 
-# (crop joints (N, 17, 2) px, visible (N, 17) bool) -> completed crop joints (N, 17, 2) px
-Completer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (crop joints (N, 17, 2) px, visible (N, 17) bool, labeled (N, 17) bool) -> completed crop joints (N, 17, 2) px.
+# `labeled` says which joints the ground truth has (k-NN needs a neighbour with those joints); not their positions.
+Completer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def hide_joints(labeled: np.ndarray, ratio: float, seed: int = 0) -> np.ndarray:
@@ -52,7 +53,7 @@ def score_completer(completer: Completer, ann_path: str | Path, input_size: tupl
     crop, mats = crop_poses(poses, input_size)
     labeled = crop[..., 2] > 0
     visible = hide_joints(labeled, mask_ratio, seed)
-    pred_crop = completer(crop[..., :2], visible)
+    pred_crop = completer(crop[..., :2], visible, labeled)
     pred = apply_affine(pred_crop, invert_affine(mats))
     results = keypoint_results(poses.image_ids, pred, np.ones(pred.shape[:2]), np.ones(len(pred)))
     err = np.linalg.norm(pred_crop - crop[..., :2], axis=-1)
@@ -67,7 +68,7 @@ def tokenizer_completer(model: torch.nn.Module, batch: int = 4096) -> tuple[Comp
     seen: list[torch.Tensor] = []
 
     @torch.no_grad()
-    def complete(joints: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    def complete(joints: np.ndarray, visible: np.ndarray, labeled: np.ndarray | None = None) -> np.ndarray:
         out = []
         for s in range(0, len(joints), batch):
             j = torch.from_numpy(joints[s:s + batch]).float()

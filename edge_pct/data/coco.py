@@ -35,8 +35,8 @@ class PoseSet:
 
 def _check_shapes(kpts: np.ndarray, boxes: np.ndarray, path: Path) -> None:
     if kpts.ndim != 3 or kpts.shape[1:] != (17, 3) or boxes.shape != (len(kpts), 4):
-        raise InputFileError(f"'{path}' holds keypoints {kpts.shape} / boxes {boxes.shape}; expected (N, 17, 3) and (N, 4)"
-                             " COCO-17 persons")
+        raise InputFileError(f"'{path}' holds keypoints {kpts.shape} / boxes {boxes.shape}; "
+                             "expected (N, 17, 3) and (N, 4) COCO-17 persons")
 
 
 def load_coco_json(path: str | Path) -> PoseSet:
@@ -51,7 +51,7 @@ def load_coco_json(path: str | Path) -> PoseSet:
         boxes = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
         image_ids = np.array([a["image_id"] for a in anns], dtype=np.int64)
         ann_ids = np.array([a.get("id", -1) for a in anns], dtype=np.int64)
-        areas = np.array([a.get("area", b[2] * b[3]) for a, b in zip(anns, boxes)], dtype=np.float32)
+        areas = np.array([a.get("area", b[2] * b[3]) for a, b in zip(anns, boxes, strict=True)], dtype=np.float32)
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
         raise InputFileError(f"'{p}' is not a COCO keypoints json ({type(e).__name__}: {e})") from e
     _check_shapes(kpts, boxes, p)

@@ -27,7 +27,8 @@ class PoseTokenizer(nn.Module):
         j, m = cfg.num_joints, cfg.num_tokens
         self.register_buffer("crop_size", torch.tensor(cfg.input_size, dtype=torch.float32), persistent=False)
         self.start_embed = nn.Linear(2, cfg.enc_dim)
-        self.invisible_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, cfg.enc_dim), std=0.02, a=-0.02, b=0.02))
+        invisible = nn.init.trunc_normal_(torch.zeros(1, 1, cfg.enc_dim), std=0.02, a=-0.02, b=0.02)
+        self.invisible_token = nn.Parameter(invisible)  # replaces the embedding of hidden joints
         self.encoder = nn.Sequential(
             *[MixerLayer(j, cfg.enc_dim, cfg.enc_token_hidden, cfg.enc_channel_hidden) for _ in range(cfg.enc_layers)]
         )

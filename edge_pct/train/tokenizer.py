@@ -66,7 +66,7 @@ def tokenizer_loss(model: PoseTokenizer, joints: torch.Tensor, labeled: torch.Te
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices and the invisible token, none on biases and LayerNorm (PCT-NOTES 1.7)."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -124,7 +124,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
             elapsed = time.time() - t0
             if it % 50 == 0 or it == total - 1:
                 stats = {"iteration": it, "epoch": it / iters_per_epoch, "lr": opt.param_groups[0]["lr"],
-                         "loss": float(res["loss"]), "l1_px": float(res["l1"]), "commit": float(res["commit"]),
+                         "loss": res["loss"].item(), "l1_px": res["l1"].item(), "commit": res["commit"].item(),
                          **usage_stats(res["indices"], cfg.tokenizer.codebook_size), "minutes": elapsed / 60}
                 log_file.write(json.dumps(stats) + "\n")
                 log_file.flush()
