@@ -14,7 +14,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edge_pct.errors import ConfigError
 
@@ -78,11 +78,72 @@ class TokenizerTrainConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The image model (PCT stage 2): light backbone -> PCT class head -> token logits -> frozen decoder.
+
+    `width` scales the MobileNetV2-style backbone; `head_channels` and `token_hidden` size the head
+    (the paper: 256 and 64 on a Swin); `assignment` is the paper's soft path or straight-through.
+    """
+
+    backbone: Literal["mobilenetv2"] = "mobilenetv2"
+    width: float = 0.5
+    input_size: tuple[int, int] = (192, 256)  # crop (width, height) in pixels
+    head_channels: int = 64
+    head_blocks: int = 2
+    token_hidden: int = 64
+    mixer_layers: int = 4
+    mixer_channel_hidden: int = 256
+    mixer_token_hidden: int = 64
+    assignment: Literal["soft", "straight_through"] = "soft"
+    aux_heatmap: bool = True  # training aid: stride-8 heatmap head, training only
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # RGB, images scaled to [0, 1]
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stage-2 training on person crops (PCT-NOTES 2.4-2.5, scaled to a light backbone and a small dataset)."""
+
+    tokenizer: str = ""  # tokenizer checkpoint; "" = the shipped one
+    lsp_root: str = "../shared/data/lspet"  # LSP-extended (joints.npz + images/); "" = not used
+    face_pseudo: bool = True  # add lspet/face_pseudo.npz face joints (accepted rows only)
+    coco_ann: str = ""  # optional extra COCO-format training set (json) ...
+    coco_images: str = ""  # ... and its image folder
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_iters: int = 300
+    min_lr_ratio: float = 0.01
+    ce_weight: float = 1.0
+    joint_weight: float = 1.0  # L1 on decoded joints, per crop pixel
+    vis_weight: float = 1.0  # per-joint confidence BCE
+    heatmap_weight: float = 1.0  # auxiliary heatmap (when model.aux_heatmap)
+    padding: float = 1.25
+    flip_prob: float = 0.5
+    rot_prob: float = 0.6
+    rot_sigma: float = 30.0
+    scale_sigma: float = 0.25
+    shift_prob: float = 0.3
+    shift_factor: float = 0.16
+    half_body_prob: float = 0.3
+    color_prob: float = 0.8
+    occlusion_prob: float = 0.5  # synthetic occluder patches over the person
+    workers: int = 1
+    seed: int = 0
+    num_threads: int = 0
+    checkpoint_every: int = 500
+    max_minutes: float = 0.0
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one experiment needs; each field is one TOML section."""
 
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     tokenizer_train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 TOKENIZER_VARIANTS: dict[str, TokenizerConfig] = {

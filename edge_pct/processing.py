@@ -70,3 +70,29 @@ def apply_affine(points: np.ndarray, mats: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     mats = np.asarray(mats, dtype=np.float64)
     return (np.einsum("nij,nkj->nki", mats[:, :, :2], points) + mats[:, None, :, 2]).astype(np.float32)
+
+
+def warp_crops(image: np.ndarray, mats: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Cut person crops out of one image with the image->crop affines (bilinear, black border).
+
+    Args:
+        image: (H, W, 3) uint8 BGR frame.
+        mats: (N, 2, 3) affines from `crop_affine`.
+        input_size: crop (width, height).
+
+    Returns:
+        (N, height, width, 3) uint8 BGR crops. Training, evaluation and streaming all crop through here.
+    """
+    import cv2
+
+    w, h = input_size
+    out = np.empty((len(mats), h, w, 3), dtype=np.uint8)
+    for i, m in enumerate(mats):
+        out[i] = cv2.warpAffine(image, m.astype(np.float64), (w, h), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return out
+
+
+def to_model_input(crops: np.ndarray) -> np.ndarray:
+    """BGR uint8 crops (N, H, W, 3) -> model input (N, 3, H, W) float32 RGB in [0, 255] (the model normalises)."""
+    return np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)

@@ -1,0 +1,126 @@
+"""Top-down person samples and the training dataset of augmented person crops.
+
+A `PersonSet` lists persons as (image path, box, COCO-17 keypoints); the readers for LSP-extended and
+COCO-format json fill it. `CropDataset` cuts augmented crops through the same `sample_crop_params` +
+`warp_crops` path as evaluation and streaming, and adds color jitter and synthetic occluders.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
+from edge_pct.errors import InputFileError
+from edge_pct.processing import to_model_input, warp_crops
+
+
+@dataclass
+class PersonSet:
+    """N persons: image paths (N,), boxes (N, 4) xywh px, keypoints (N, 17, 3) px + v (0 unlabeled, 1 occluded,
+    2 visible), image_ids (N,), areas (N,) (for OKS)."""
+
+    paths: list[str]
+    boxes: np.ndarray
+    keypoints: np.ndarray
+    image_ids: np.ndarray
+    areas: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, idx: np.ndarray) -> PersonSet:
+        return PersonSet([self.paths[i] for i in idx], self.boxes[idx], self.keypoints[idx], self.image_ids[idx],
+                         self.areas[idx])
+
+    @staticmethod
+    def concat(sets: list[PersonSet]) -> PersonSet:
+        return PersonSet([p for s in sets for p in s.paths], np.concatenate([s.boxes for s in sets]),
+                         np.concatenate([s.keypoints for s in sets]), np.concatenate([s.image_ids for s in sets]),
+                         np.concatenate([s.areas for s in sets]))
+
+
+def load_coco_persons(ann_path: str | Path, images_dir: str | Path) -> PersonSet:
+    """Non-crowd persons with at least one labeled joint from a COCO json whose images are in `images_dir`."""
+    from edge_pct.data.coco import load_coco_json
+
+    ann_path, images_dir = Path(ann_path), Path(images_dir)
+    if not images_dir.is_dir():
+        raise InputFileError(f"Image folder '{images_dir}' not found: pass the folder holding the json's images")
+    poses = load_coco_json(ann_path)
+    files = {im["id"]: im["file_name"] for im in json.loads(ann_path.read_text())["images"]}
+    paths = [str(images_dir / files[i]) for i in poses.image_ids]
+    return PersonSet(paths, poses.boxes, poses.keypoints, poses.image_ids, poses.areas)
+
+
+def _color_jitter(rng: np.random.Generator, crop: np.ndarray, prob: float) -> np.ndarray:
+    """Color jitter: brightness, contrast and saturation factors in [0.6, 1.4]; (H, W, 3) uint8 BGR."""
+    if rng.random() >= prob:
+        return crop
+    img = crop.astype(np.float32)
+    b, c, s = rng.uniform(0.6, 1.4, 3)
+    gray = img.mean(-1, keepdims=True)
+    img = gray + (img - gray) * s
+    img = (img - img.mean()) * c + img.mean() * b
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _add_occluders(rng: np.random.Generator, crop: np.ndarray, joints: np.ndarray, visible: np.ndarray,
+                   prob: float) -> None:
+    """Paste 1-2 random rectangles (noise or flat color) over 5-25% of the crop each, in place; joints under
+    them become not visible (their position stays supervised: the decoder completes them)."""
+    if rng.random() >= prob:
+        return
+    h, w = crop.shape[:2]
+    for _ in range(rng.integers(1, 3)):
+        area = rng.uniform(0.05, 0.25) * h * w
+        aspect = rng.uniform(0.4, 2.5)
+        ow, oh = int(min(w, np.sqrt(area * aspect))), int(min(h, np.sqrt(area / aspect)))
+        x0, y0 = rng.integers(0, w - ow + 1), rng.integers(0, h - oh + 1)
+        if rng.random() < 0.5:
+            crop[y0:y0 + oh, x0:x0 + ow] = rng.integers(0, 256, (oh, ow, 3), dtype=np.uint8)
+        else:
+            crop[y0:y0 + oh, x0:x0 + ow] = rng.integers(0, 256, 3, dtype=np.uint8)
+        inside = (joints[:, 0] >= x0) & (joints[:, 0] < x0 + ow) & (joints[:, 1] >= y0) & (joints[:, 1] < y0 + oh)
+        visible[inside] = 0.0
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Augmented person crops. Item: image (3, H, W) float32 RGB 0-255, joints (17, 2) crop px, labeled (17,)
+    bool (position supervised), visible (17,) float32 (confidence target: labeled visible, inside the crop and
+    not under an occluder)."""
+
+    def __init__(self, persons: PersonSet, input_size: tuple[int, int], padding: float, aug: PoseAugment,
+                 color_prob: float = 0.0, occlusion_prob: float = 0.0, seed: int = 0) -> None:
+        self.persons, self.input_size, self.padding, self.aug = persons, input_size, padding, aug
+        self.color_prob, self.occlusion_prob, self.seed, self.epoch = color_prob, occlusion_prob, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.persons)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        import cv2
+
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        p = self.persons
+        image = cv2.imread(p.paths[i])
+        if image is None:
+            raise InputFileError(f"Cannot read image '{p.paths[i]}': the file is missing or corrupt")
+        kpts = p.keypoints[i:i + 1]
+        params = sample_crop_params(p.boxes[i:i + 1], kpts, self.aug, self.input_size[0] / self.input_size[1],
+                                    self.padding, rng)
+        crop = warp_crops(image, params.affine(self.input_size), self.input_size)[0]
+        if params.flip[0]:
+            crop = crop[:, ::-1].copy()
+        joints = crop_joints(kpts, params, self.input_size)[0]
+        w, h = self.input_size
+        inside = (joints[:, 0] >= 0) & (joints[:, 0] < w) & (joints[:, 1] >= 0) & (joints[:, 1] < h)
+        visible = ((joints[:, 2] == 2) & inside).astype(np.float32)
+        crop = _color_jitter(rng, crop, self.color_prob)
+        _add_occluders(rng, crop, joints, visible, self.occlusion_prob)
+        return {"image": torch.from_numpy(to_model_input(crop[None])[0]), "joints": torch.from_numpy(joints[:, :2]),
+                "labeled": torch.from_numpy(joints[:, 2] > 0), "visible": torch.from_numpy(visible)}
