@@ -12,5 +12,6 @@ __version__ = "0.1.0"
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_TOKENIZER = WEIGHTS_DIR / "tokenizer.pt"
+DEFAULT_MODEL = WEIGHTS_DIR / "pct_lite.pt"
 
-__all__ = ["DEFAULT_TOKENIZER", "WEIGHTS_DIR", "__version__"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TOKENIZER", "WEIGHTS_DIR", "__version__"]

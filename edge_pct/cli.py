@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_pct import DEFAULT_TOKENIZER, __version__
+from edge_pct import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
 from edge_pct.errors import EdgePctError
 
 
@@ -50,6 +50,40 @@ def _cmd_eval_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from edge_pct.config import config_to_dict, load_config
+    from edge_pct.models.factory import MODEL_VARIANTS
+    from edge_pct.train.classifier import train_classifier
+
+    cfg = load_config(args.config, args.set, base={"model": config_to_dict(MODEL_VARIANTS[args.variant])})
+    _write_json(args.json, train_classifier(cfg, args.out))
+    return 0
+
+
+def _estimator(spec: str, flip: bool):
+    """`--model` value -> Estimator: a .pt checkpoint, or mediapipe:PATH.task for the peer."""
+    from edge_pct.evaluate import mediapipe_estimator, torch_estimator
+
+    if spec.startswith("mediapipe:"):
+        return mediapipe_estimator(spec.split(":", 1)[1])
+    if spec.endswith(".pt"):
+        from edge_pct.models.factory import load_classifier
+
+        return torch_estimator(load_classifier(spec), flip=flip)
+    raise EdgePctError(f"Unsupported --model '{spec}': pass a .pt checkpoint or mediapipe:PATH.task")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from edge_pct.evaluate import evaluate_coco, evaluate_lsp
+
+    if not args.lsp and not (args.coco_ann and args.images):
+        raise EdgePctError("Nothing to evaluate: pass --coco-ann JSON --images DIR, or --lsp LSPET_ROOT")
+    est = _estimator(args.model, args.flip)
+    res = evaluate_lsp(est, args.lsp) if args.lsp else evaluate_coco(est, args.coco_ann, args.images)
+    _write_json(args.json, {"model_path": args.model, "flip": args.flip, **res})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-pct", description="PCT pose estimation for the edge.")
     parser.add_argument("--version", action="version", version=f"edge-pct {__version__}")
@@ -70,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-ratio", type=float, default=0.0, help="share of each person's labeled joints hidden")
     p.add_argument("--seed", type=int, default=0, help="seed of the joint hiding")
     p.set_defaults(func=_cmd_eval_tokenizer)
+
+    p = sub.add_parser("train", help="train the image model (PCT stage 2) on person crops")
+    p.add_argument("--config", help="TOML config, e.g. configs/pct_lite.toml")
+    p.add_argument("--variant", default="pct-lite", choices=["pct-lite", "pct-base"], help="model size")
+    p.add_argument("--out", required=True, help="run directory (last.pt resume point, model.pt, train_log.jsonl)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="top-down accuracy with GT boxes: COCO OKS-AP or LSP PCK@0.2")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .pt, or mediapipe:PATH.task (the peer)")
+    p.add_argument("--coco-ann", help="COCO keypoints json")
+    p.add_argument("--images", help="folder of the json's images")
+    p.add_argument("--lsp", metavar="LSPET_ROOT", help="PCK@0.2 on the LSP-extended held-out slice instead")
+    p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
+    p.set_defaults(func=_cmd_eval)
 
     for name, action in sub.choices.items():
         action.add_argument("--json", help="also write the result to this JSON file")

@@ -47,7 +47,7 @@ class PCTHead(nn.Module):
         super().__init__()
         c, th = cfg.head_channels, cfg.token_hidden
         self.num_tokens, self.token_hidden = num_tokens, th
-        self.conv_trans = nn.Sequential(nn.Conv2d(in_channels, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.conv_trans = nn.Sequential(nn.Conv2d(in_channels, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
         self.blocks = nn.Sequential(*[BasicBlock(c) for _ in range(cfg.head_blocks)])
         self.mixer_trans = _fc_block(feat_hw[0] * feat_hw[1] * c, num_tokens * th)
         self.mixer = nn.Sequential(*[MixerLayer(num_tokens, th, cfg.mixer_token_hidden, cfg.mixer_channel_hidden)

@@ -24,6 +24,7 @@ from edge_pct.errors import InputFileError
 from edge_pct.models.codebook import usage_stats
 from edge_pct.models.tokenizer import PoseTokenizer
 from edge_pct.train.checkpoint import read_checkpoint, save_checkpoint
+from edge_pct.train.schedule import warmup_cosine_lr
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,6 @@ log = logging.getLogger(__name__)
 def augment_from_config(t: TokenizerTrainConfig) -> PoseAugment:
     return PoseAugment(t.flip_prob, t.rot_prob, t.rot_sigma, t.scale_sigma, t.shift_prob, t.shift_factor,
                        t.half_body_prob)
-
-
-def lr_at(it: int, total: int, t: TokenizerTrainConfig) -> float:
-    """Linear warm-up from 1e-3 * lr, then cosine annealing to min_lr_ratio * lr (PCT-NOTES 1.7)."""
-    if it < t.warmup_iters:
-        return t.lr * (1e-3 + (1 - 1e-3) * it / t.warmup_iters)
-    progress = min(1.0, (it - t.warmup_iters) / max(1, total - t.warmup_iters))
-    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def make_batch(poses: PoseSet, idx: np.ndarray, cfg: RunConfig, rng: np.random.Generator,
@@ -116,7 +109,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
             gen.manual_seed(t.seed * 1_000_003 + it)
             joints, labeled = make_batch(poses, idx, cfg, rng)
             for g in opt.param_groups:
-                g["lr"] = lr_at(it, total, t)
+                g["lr"] = warmup_cosine_lr(it, total, t.lr, t.warmup_iters, t.min_lr_ratio)
             res = tokenizer_loss(model, joints, labeled, t.keep_prob, t.commit_weight, gen)
             opt.zero_grad(set_to_none=True)
             res["loss"].backward()

@@ -1,0 +1,151 @@
+"""Top-down evaluation of any pose estimator on ground-truth boxes: COCO OKS-AP and LSP PCK@0.2.
+
+An estimator maps person crops (N, H, W, 3) uint8 BGR to {"joints": (N, 17, 2) crop px, "scores": (N, 17)}
+and declares its `input_size`; the PCT model (torch now, ONNX / TensorRT backends later) and the MediaPipe
+peer are scored on the same crop regions (each at its own input resolution) by the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_pct.data.topdown import PersonSet
+from edge_pct.data.transforms import PoseAugment, sample_crop_params
+from edge_pct.processing import apply_affine, invert_affine, warp_crops
+
+# LSP PCK normalisation: torso = distance between the left shoulder and the right hip (COCO indices).
+TORSO = (5, 12)
+LSP_BODY = tuple(range(5, 17))
+
+
+@dataclass
+class Estimator:
+    """A named pose estimator on crops; `run(crops) -> {"joints", "scores"}`."""
+
+    name: str
+    input_size: tuple[int, int]
+    run: Callable[[np.ndarray], dict[str, np.ndarray]]
+    backend: str = "torch"
+    precision: str = "fp32"
+
+
+def torch_estimator(model, flip: bool = False, batch: int = 32) -> Estimator:
+    """Wrap a PoseClassifier; `flip` averages with the mirrored crop (PCT-NOTES 3 step 4)."""
+    import torch
+
+    from edge_pct.data.transforms import flip_joints
+    from edge_pct.processing import to_model_input
+
+    model.eval()
+    w = model.cfg.input_size[0]
+
+    @torch.inference_mode()
+    def run(crops: np.ndarray) -> dict[str, np.ndarray]:
+        joints, scores = [], []
+        for s in range(0, len(crops), batch):
+            x = torch.from_numpy(to_model_input(crops[s:s + batch]))
+            out = model(x)
+            j, c = out["joints"].numpy(), out["confidence"].numpy()
+            if flip:
+                out_f = model(x.flip(-1))
+                jc = np.concatenate([out_f["joints"].numpy(), out_f["confidence"].numpy()[..., None]], -1)
+                jc = flip_joints(jc, w)
+                j, c = (j + jc[..., :2]) / 2, (c + jc[..., 2]) / 2
+            joints.append(j)
+            scores.append(c)
+        return {"joints": np.concatenate(joints), "scores": np.concatenate(scores)}
+
+    return Estimator("pct", model.cfg.input_size, run)
+
+
+def mediapipe_estimator(task_path: str | Path, input_size: tuple[int, int] = (192, 256)) -> Estimator:
+    """MediaPipe PoseLandmarker on the same crop regions (the peer)."""
+    from edge_pct.mediapipe_pose import MediaPipePose
+
+    peer = MediaPipePose(task_path, num_poses=1, mode="image")
+
+    def run(crops: np.ndarray) -> dict[str, np.ndarray]:
+        res = peer.estimate_crops(crops)
+        return {"joints": res["joints"], "scores": res["scores"]}
+
+    return Estimator("mediapipe", input_size, run, backend="mediapipe", precision="fp16")
+
+
+def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray, float]:
+    """Crop every person with its GT box, run the estimator, map joints back to the image.
+
+    Returns joints (N, 17, 2) image px, scores (N, 17), and milliseconds per person spent in the estimator.
+    """
+    import cv2
+
+    params = sample_crop_params(persons.boxes, persons.keypoints, PoseAugment(), est.input_size[0] / est.input_size[1],
+                                padding, np.random.default_rng(0))
+    mats = params.affine(est.input_size)
+    joints = np.zeros((len(persons), 17, 2), np.float32)
+    scores = np.zeros((len(persons), 17), np.float32)
+    infer_s = 0.0
+    by_image: dict[str, list[int]] = {}
+    for i, p in enumerate(persons.paths):
+        by_image.setdefault(p, []).append(i)
+    for path, idx in by_image.items():
+        image = cv2.imread(path)
+        if image is None:
+            from edge_pct.errors import InputFileError
+
+            raise InputFileError(f"Cannot read image '{path}': check --images / the dataset folder")
+        crops = warp_crops(image, mats[idx], est.input_size)
+        t0 = time.perf_counter()
+        res = est.run(crops)
+        infer_s += time.perf_counter() - t0
+        joints[idx] = apply_affine(res["joints"], invert_affine(mats[idx]))
+        scores[idx] = res["scores"]
+    return joints, scores, infer_s * 1e3 / max(1, len(persons))
+
+
+def instance_scores(scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """Person score = mean of its joint scores above `threshold` (mmpose rescoring); (N, 17) -> (N,)."""
+    above = scores > threshold
+    return np.where(above.any(1), (scores * above).sum(1) / np.maximum(above.sum(1), 1), scores.mean(1))
+
+
+def evaluate_coco(est: Estimator, ann_path: str | Path, images_dir: str | Path) -> dict:
+    """COCO OKS-AP with GT boxes; keypoint score = per-joint confidence."""
+    from edge_pct.coco_eval import keypoint_results, oks_ap
+    from edge_pct.data.topdown import load_coco_persons
+
+    persons = load_coco_persons(ann_path, images_dir)
+    joints, scores, ms = predict_persons(est, persons)
+    results = keypoint_results(persons.image_ids, joints, scores, instance_scores(scores))
+    return {**oks_ap(ann_path, results), "persons": len(persons), "ms_per_person": ms, "backend": est.backend,
+            "precision": est.precision, "model": est.name}
+
+
+def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2) -> dict:
+    """PCK@threshold over the labeled LSP body joints, normalised by the torso (left shoulder - right hip).
+
+    pred (N, 17, 2), gt (N, 17, 3) image px; persons without both torso joints are skipped.
+    """
+    torso = np.linalg.norm(gt[:, TORSO[0], :2] - gt[:, TORSO[1], :2], axis=-1)
+    ok = (gt[:, TORSO[0], 2] > 0) & (gt[:, TORSO[1], 2] > 0) & (torso > 1)
+    body = list(LSP_BODY)
+    lab = (gt[ok][:, body, 2] > 0)
+    dist = np.linalg.norm(pred[ok][:, body] - gt[ok][:, body, :2], axis=-1) / torso[ok, None]
+    hit = (dist <= threshold) & lab
+    per_joint = hit.sum(0) / np.maximum(lab.sum(0), 1)
+    return {"pck": float(hit.sum() / max(1, lab.sum())), "persons": int(ok.sum()),
+            "pck_per_joint": {int(j): float(v) for j, v in zip(body, per_joint, strict=True)}}
+
+
+def evaluate_lsp(est: Estimator, lsp_root: str | Path, threshold: float = 0.2) -> dict:
+    """PCK@0.2 on the LSP-extended held-out slice im09001-im10000 (GT boxes from the labeled joints)."""
+    from edge_pct.data.lsp import load_lsp
+
+    persons = load_lsp(lsp_root, "heldout")
+    joints, _, ms = predict_persons(est, persons)
+    return {**pck(joints, persons.keypoints, threshold), "threshold": threshold, "ms_per_person": ms,
+            "backend": est.backend, "precision": est.precision, "model": est.name}

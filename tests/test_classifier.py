@@ -1,0 +1,110 @@
+"""The image model on tiny configs: shapes, frozen tokenizer, straight-through, and learning on real crops."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DATA, require_data
+
+from edge_pct.config import ModelConfig, TrainConfig
+from edge_pct.models.classifier import PoseClassifier
+from edge_pct.models.factory import build_classifier, load_classifier
+from edge_pct.models.tokenizer import PoseTokenizer
+from edge_pct.train.checkpoint import save_checkpoint
+from edge_pct.train.classifier import _ckpt_config, classifier_loss, heatmap_targets
+
+TINY = ModelConfig(width=0.25, input_size=(48, 64), head_channels=8, head_blocks=1, token_hidden=16, mixer_layers=1,
+                   mixer_channel_hidden=16, mixer_token_hidden=8)
+
+
+@pytest.fixture
+def tiny_model(tiny_tokenizer_cfg):
+    torch.manual_seed(0)
+    tok = PoseTokenizer(dataclasses.replace(tiny_tokenizer_cfg, input_size=(96, 128))).eval()
+    return PoseClassifier(TINY, tok)
+
+
+def test_forward_shapes(tiny_model):
+    tiny_model.train()
+    out = tiny_model(torch.rand(2, 3, 64, 48) * 255)
+    m, v = tiny_model.tokenizer.cfg.num_tokens, tiny_model.tokenizer.cfg.codebook_size
+    assert out["logits"].shape == (2, m, v)
+    assert out["joints"].shape == (2, 17, 2) and out["confidence"].shape == (2, 17)
+    assert out["heatmaps"].shape == (2, 17, 8, 6)
+    assert ((out["confidence"] >= 0) & (out["confidence"] <= 1)).all()
+    tiny_model.eval()
+    assert "heatmaps" not in tiny_model(torch.rand(1, 3, 64, 48))
+
+
+def test_tokenizer_stays_frozen(tiny_model):
+    tiny_model.train()
+    assert not tiny_model.tokenizer.training
+    assert not any(p.requires_grad for p in tiny_model.tokenizer.parameters())
+    before = tiny_model.tokenizer.codebook.codebook.clone()
+    out = tiny_model(torch.rand(2, 3, 64, 48) * 255)
+    out["joints"].sum().backward()
+    torch.testing.assert_close(tiny_model.tokenizer.codebook.codebook, before)
+    assert tiny_model.head.cls_pred.weight.grad is not None
+
+
+def test_joints_scale_from_tokenizer_to_input_pixels(tiny_model):
+    """Decoding the same token weights gives joints scaled by input height / tokenizer crop height (64 / 128)."""
+    probs = torch.softmax(torch.randn(1, tiny_model.tokenizer.cfg.num_tokens, tiny_model.tokenizer.cfg.codebook_size), -1)
+    torch.testing.assert_close(tiny_model.decode(probs), tiny_model.tokenizer.decode_probs(probs) * 0.5)
+
+
+def test_straight_through_uses_the_hard_code_forward_and_soft_gradient(tiny_model):
+    st = PoseClassifier(dataclasses.replace(TINY, assignment="straight_through"), tiny_model.tokenizer)
+    logits = torch.randn(2, tiny_model.tokenizer.cfg.num_tokens, tiny_model.tokenizer.cfg.codebook_size,
+                         requires_grad=True)
+    w = st.assign(logits)
+    torch.testing.assert_close(w.detach(), torch.nn.functional.one_hot(logits.argmax(-1), w.shape[-1]).float())
+    (w * torch.randn_like(w)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_aspect_mismatch_is_refused(tiny_tokenizer_cfg):
+    from edge_pct.errors import EdgePctError
+
+    with pytest.raises(EdgePctError, match="aspect"):
+        build_classifier(TINY, PoseTokenizer(dataclasses.replace(tiny_tokenizer_cfg, input_size=(128, 128))))
+
+
+def test_heatmap_targets_peak_at_the_joint():
+    hm = heatmap_targets(torch.tensor([[[19.5, 35.5]]]), (8, 6), stride=8)  # centre of cell (x 2, y 4)
+    assert hm.shape == (1, 1, 8, 6)
+    y, x = divmod(int(hm.flatten().argmax()), 6)
+    assert (x, y) == (2, 4) and hm[0, 0, 4, 2] == pytest.approx(1.0)
+
+
+def test_checkpoint_round_trip(tiny_model, tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", "classifier", _ckpt_config(tiny_model), tiny_model.eval())
+    loaded = load_classifier(path)
+    x = torch.rand(2, 3, 64, 48) * 255
+    torch.testing.assert_close(loaded(x)["joints"], tiny_model(x)["joints"])
+
+
+def test_loss_decreases_on_a_tiny_real_batch(tiny_model):
+    """Eight real LSP-extended crops: 60 steps lower the loss well below its start."""
+    root = require_data(SHARED_DATA / "lspet")
+    from edge_pct.data.lsp import load_lsp
+    from edge_pct.data.topdown import CropDataset
+    from edge_pct.data.transforms import PoseAugment
+
+    persons = load_lsp(root, "train").subset(np.arange(8))
+    ds = CropDataset(persons, TINY.input_size, 1.25, PoseAugment())
+    batch = {k: torch.stack([ds[i][k] for i in range(8)]) for k in ("image", "joints", "labeled", "visible")}
+    t = TrainConfig()
+    opt = torch.optim.AdamW([p for p in tiny_model.parameters() if p.requires_grad], lr=3e-3)
+    tiny_model.train()
+    losses = []
+    for _ in range(60):
+        res = classifier_loss(tiny_model, tiny_model(batch["image"]), batch, t)
+        opt.zero_grad()
+        res["loss"].backward()
+        opt.step()
+        losses.append(res["loss"].item())
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses[::10]

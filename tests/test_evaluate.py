@@ -1,0 +1,139 @@
+"""Top-down evaluation: the crop path agrees with the point transforms, flip-test symmetry, PCK by hand,
+the LSP reader, and a full COCO evaluation through the command line on a synthetic image."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DATA, require_data
+
+from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
+from edge_pct.evaluate import Estimator, pck, predict_persons, torch_estimator
+from edge_pct.processing import apply_affine, invert_affine, warp_crops
+
+
+def test_image_warp_and_point_transform_agree():
+    """A bright dot lands in the crop where apply_affine puts its coordinates (same path for image and joints)."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    x, y = 201, 97
+    image[y - 1:y + 2, x - 1:x + 2] = 255
+    params = sample_crop_params(np.array([[150, 40, 100, 150]]), np.zeros((1, 17, 3)),
+                                PoseAugment(rot_prob=1.0, rot_sigma=20.0), 0.75, 1.25, np.random.default_rng(3))
+    mats = params.affine((96, 128))
+    crop = warp_crops(image, mats, (96, 128))[0].astype(float).sum(-1)
+    cy, cx = np.unravel_index(crop.argmax(), crop.shape)
+    expected = apply_affine(np.array([[[x, y]]], float), mats)[0, 0]
+    assert np.hypot(cx - expected[0], cy - expected[1]) <= 1.0
+    # and the flip convention of the image (cv2 / [:, ::-1]) matches flip_joints
+    flipped = crop[:, ::-1]
+    fy, fx = np.unravel_index(flipped.argmax(), flipped.shape)
+    fj = flip_joints(np.array([[[expected[0], expected[1]]] * 17]), 96)[0, 0]
+    assert np.hypot(fx - fj[0], fy - fj[1]) <= 1.0
+
+
+def test_crop_and_inverse_crop_round_trip_is_exact():
+    rng = np.random.default_rng(0)
+    kpts = np.concatenate([rng.uniform(0, 300, (4, 17, 2)), np.full((4, 17, 1), 2.0)], -1).astype(np.float32)
+    params = sample_crop_params(rng.uniform(10, 100, (4, 4)), kpts, PoseAugment(0.0, 1.0, 30, 0.3, 1.0, 0.2), 0.75,
+                                1.25, rng)
+    crop = crop_joints(kpts, params, (192, 256))
+    back = apply_affine(crop[..., :2], invert_affine(params.affine((192, 256))))
+    np.testing.assert_allclose(back, kpts[..., :2], atol=2e-3)
+
+
+def test_flip_test_is_mirror_symmetric():
+    from test_classifier import TINY
+
+    from edge_pct.config import TOKENIZER_VARIANTS
+    from edge_pct.models.classifier import PoseClassifier
+    from edge_pct.models.tokenizer import PoseTokenizer
+
+    torch.manual_seed(0)
+    tok = PoseTokenizer(dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128)))
+    est = torch_estimator(PoseClassifier(TINY, tok.eval()), flip=True)
+    crops = np.random.default_rng(0).integers(0, 255, (2, 64, 48, 3), dtype=np.uint8)
+    a = est.run(crops)
+    b = est.run(crops[:, :, ::-1].copy())
+    mirrored = flip_joints(np.concatenate([a["joints"], a["scores"][..., None]], -1), 48)
+    np.testing.assert_allclose(b["joints"], mirrored[..., :2], atol=1e-3)
+    np.testing.assert_allclose(b["scores"], mirrored[..., 2], atol=1e-5)
+
+
+def test_pck_by_hand():
+    gt = np.zeros((1, 17, 3), np.float32)
+    gt[0, :, 2] = 2
+    gt[0, :, 0] = np.arange(17) * 10.0
+    gt[0, 5, :2], gt[0, 12, :2] = (0, 0), (30, 40)  # torso 50 px -> threshold 10 px
+    pred = gt[..., :2].copy()
+    pred[0, 6, 0] += 9.0  # inside
+    pred[0, 7, 0] += 11.0  # outside
+    pred[0, 8, 1] -= 30.0  # outside
+    res = pck(pred, gt)
+    assert res["pck"] == pytest.approx(10 / 12) and res["persons"] == 1
+    assert res["pck_per_joint"][7] == 0.0 and res["pck_per_joint"][6] == 1.0
+
+
+def test_lsp_reader_splits_and_maps():
+    from edge_pct.data.lsp import load_lsp
+
+    root = require_data(SHARED_DATA / "lspet")
+    held = load_lsp(root, "heldout")
+    assert len(held) > 900 and held.image_ids.min() >= 9001
+    assert (held.keypoints[:, :5, 2] == 0).all()  # no face labels in LSP (and never pseudo-labels when held out)
+    train = load_lsp(root, "train", face_pseudo=True)
+    assert train.image_ids.max() < 9001 and (train.keypoints[:, :5, 2] > 0).any()
+    raw = np.load(root / "joints.npz")
+    row = int(np.nonzero(raw["files"] == "im00001.jpg")[0][0])
+    np.testing.assert_allclose(train.keypoints[0, 16, :2], raw["joints"][row, 0, :2])  # right ankle
+
+
+def test_predict_persons_returns_image_coordinates(tmp_path):
+    """An estimator that answers the crop centre puts every joint at the box centre in the image."""
+    image = np.full((100, 120, 3), 128, np.uint8)
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), image)
+    from edge_pct.data.topdown import PersonSet
+
+    persons = PersonSet([str(path)], np.array([[20, 10, 40, 60]], np.float32), np.zeros((1, 17, 3), np.float32),
+                        np.array([1]), np.array([1.0]))
+    est = Estimator("centre", (48, 64), lambda c: {"joints": np.full((len(c), 17, 2), [24.0, 32.0], np.float32),
+                                                    "scores": np.ones((len(c), 17), np.float32)})
+    joints, scores, ms = predict_persons(est, persons)
+    np.testing.assert_allclose(joints[0], np.tile([40.0, 40.0], (17, 1)), atol=1e-3)
+    assert ms >= 0 and scores.shape == (1, 17)
+
+
+def test_eval_command_on_a_synthetic_coco_set(tmp_path, capsys):
+    from test_classifier import TINY
+
+    from edge_pct.cli import main
+    from edge_pct.config import TOKENIZER_VARIANTS
+    from edge_pct.models.classifier import PoseClassifier
+    from edge_pct.models.tokenizer import PoseTokenizer
+    from edge_pct.train.checkpoint import save_checkpoint
+    from edge_pct.train.classifier import _ckpt_config
+
+    cv2.imwrite(str(tmp_path / "1.jpg"), np.full((100, 100, 3), 90, np.uint8))
+    kp = np.stack([np.linspace(30, 60, 17), np.linspace(20, 80, 17), np.full(17, 2.0)], 1)
+    ann = {"images": [{"id": 1, "file_name": "1.jpg", "width": 100, "height": 100}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [30, 20, 30, 60],
+                            "area": 900.0, "num_keypoints": 17, "keypoints": kp.ravel().tolist()}],
+           "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    tcfg = dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128))
+    model = PoseClassifier(TINY, PoseTokenizer(tcfg).eval()).eval()
+    ckpt = save_checkpoint(tmp_path / "m.pt", "classifier", _ckpt_config(model), model)
+    assert main(["eval", "--model", str(ckpt), "--coco-ann", str(tmp_path / "ann.json"), "--images", str(tmp_path),
+                 "--flip", "--json", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["persons"] == 1 and 0 <= res["ap"] <= 1 and res["backend"] == "torch" and res["flip"]
+    assert main(["eval", "--model", str(tmp_path / "missing.pt"), "--coco-ann", str(tmp_path / "ann.json"),
+                 "--images", str(tmp_path)]) == 2
+    assert main(["eval", "--model", str(ckpt), "--coco-ann", str(tmp_path / "ann.json"),
+                 "--images", str(tmp_path / "nope")]) == 2
+    capsys.readouterr()
