@@ -52,7 +52,8 @@ def test_tokenizer_stays_frozen(tiny_model):
 
 def test_joints_scale_from_tokenizer_to_input_pixels(tiny_model):
     """Decoding the same token weights gives joints scaled by input height / tokenizer crop height (64 / 128)."""
-    probs = torch.softmax(torch.randn(1, tiny_model.tokenizer.cfg.num_tokens, tiny_model.tokenizer.cfg.codebook_size), -1)
+    tcfg = tiny_model.tokenizer.cfg
+    probs = torch.softmax(torch.randn(1, tcfg.num_tokens, tcfg.codebook_size), -1)
     torch.testing.assert_close(tiny_model.decode(probs), tiny_model.tokenizer.decode_probs(probs) * 0.5)
 
 
@@ -108,3 +109,41 @@ def test_loss_decreases_on_a_tiny_real_batch(tiny_model):
         opt.step()
         losses.append(res["loss"].item())
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses[::10]
+
+
+def test_train_command_runs_resumes_and_writes_a_loadable_model(tmp_path, tiny_model, capsys):
+    """`edge-pct train` on a 4-person synthetic COCO set: finishes, resumes, and eval-able model.pt."""
+    import json
+
+    import cv2
+
+    from edge_pct.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    anns = []
+    for i in range(4):
+        cv2.imwrite(str(images / f"{i}.jpg"), np.random.default_rng(i).integers(0, 255, (80, 60, 3), dtype=np.uint8))
+        kp = np.stack([np.linspace(10, 50, 17), np.linspace(5, 75, 17), np.full(17, 2.0)], 1)
+        anns.append({"id": i + 1, "image_id": i, "category_id": 1, "iscrowd": 0, "bbox": [10, 5, 40, 70],
+                     "area": 1500.0, "num_keypoints": 17, "keypoints": kp.ravel().tolist()})
+    data = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 60, "height": 80} for i in range(4)],
+            "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    tok_path = save_checkpoint(tmp_path / "tok.pt", "tokenizer", tiny_model.tokenizer.cfg, tiny_model.tokenizer)
+    model_sets = [f"model.{k}={v!r}" for k, v in dataclasses.asdict(TINY).items() if k in
+                  ("width", "head_channels", "head_blocks", "token_hidden", "mixer_layers", "mixer_channel_hidden",
+                   "mixer_token_hidden")] + ["model.input_size=[48, 64]"]
+    sets = model_sets + [f"train.tokenizer='{tok_path}'", "train.lsp_root=''", f"train.coco_ann='{tmp_path / 'ann.json'}'",
+                         f"train.coco_images='{images}'", "train.batch_size=2", "train.epochs=2", "train.workers=0",
+                         "train.warmup_iters=1", "train.checkpoint_every=1"]
+    argv = ["train", "--out", str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["finished"] and res["iterations"] == 4 and np.isfinite(res["final_loss"])
+    assert main(argv) == 0  # resumes at the end: nothing left to do
+    model = load_classifier(tmp_path / "run" / "model.pt")
+    assert model.cfg.input_size == (48, 64)
+    capsys.readouterr()

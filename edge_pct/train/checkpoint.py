@@ -71,3 +71,25 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def ship_weights(src: str | Path, dst: str | Path, provenance: dict[str, Any]) -> Path:
+    """Copy a trained checkpoint into the package as fp16 weights without optimizer state.
+
+    Writes `dst` and a `dst.with_suffix('.json')` sidecar: provenance (command, data, accuracy), the source
+    sha256 and the embedded config.
+    """
+    import json
+
+    blob = torch.load(src, map_location="cpu", weights_only=True)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
+    shipped = {"kind": blob["kind"], "config": blob["config"], "state_dict": state,
+               "meta": {**blob.get("meta", {}), **provenance}}
+    p = Path(dst)
+    tmp = p.with_name(p.name + ".tmp")
+    torch.save(shipped, tmp)
+    tmp.replace(p)
+    sidecar = {"artifact": p.name, "kind": blob["kind"], "parent_sha256": file_sha256(src), **provenance,
+               "config": blob["config"]}
+    p.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return p

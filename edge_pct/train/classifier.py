@@ -121,6 +121,14 @@ class _EpochSampler(torch.utils.data.Sampler):
         return len(self.indices)
 
 
+def _quiet_worker(_: int) -> None:
+    """Data workers use one thread each: the training process owns the other cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def train_classifier(cfg: RunConfig, out_dir: str | Path) -> dict:
     """Train (or resume) the image model; writes `<out>/last.pt`, `<out>/model.pt`, `<out>/train_log.jsonl`."""
     t = cfg.train
@@ -168,7 +176,8 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path) -> dict:
         dataset.epoch = epoch
         sampler = _EpochSampler(len(persons), t.batch_size, t.seed, epoch, start, rank, world)
         loader = torch.utils.data.DataLoader(dataset, t.batch_size, sampler=sampler, num_workers=t.workers,
-                                             drop_last=True, pin_memory=device.type == "cuda")
+                                             drop_last=True, pin_memory=device.type == "cuda",
+                                             worker_init_fn=_quiet_worker)
         for batch in loader:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             for g in opt.param_groups:
@@ -194,6 +203,9 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path) -> dict:
                 break
         if t.max_minutes and elapsed / 60 >= t.max_minutes and it < total:
             checkpoint(it)
+            if log_file:
+                log_file.close()
+            log.info("stopping at the %.0f-minute limit; rerun the same command to resume", t.max_minutes)
             return {"checkpoint": str(last), "finished": False, "iterations": it, **stats}
     checkpoint(total)
     final = out / "model.pt"
