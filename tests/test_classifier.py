@@ -135,8 +135,9 @@ def test_train_command_runs_resumes_and_writes_a_loadable_model(tmp_path, tiny_m
                   ("width", "head_channels", "head_blocks", "token_hidden", "mixer_layers", "mixer_channel_hidden",
                    "mixer_token_hidden")] + ["model.input_size=[48, 64]"]
     sets = model_sets + [f"train.tokenizer='{tok_path}'", "train.lsp_root=''",
-                         f"train.coco_ann='{tmp_path / 'ann.json'}'", f"train.coco_images='{images}'", "train.batch_size=2", "train.epochs=2", "train.workers=0",
-                         "train.warmup_iters=1", "train.checkpoint_every=1"]
+                         f"train.coco_ann='{tmp_path / 'ann.json'}'", f"train.coco_images='{images}'",
+                         "train.batch_size=2", "train.epochs=2", "train.workers=0", "train.warmup_iters=1",
+                         "train.checkpoint_every=1"]
     argv = ["train", "--out", str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]
     for s in sets:
         argv += ["--set", s]
