@@ -14,12 +14,13 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edge_pct import DEFAULT_TOKENIZER
 from edge_pct.data.coco import load_coco_json, load_poses
 from edge_pct.knn_baseline import KnnPoseCompleter
-from edge_pct.tokenizer_eval import evaluate_tokenizer_model, score_completer
+from edge_pct.tokenizer_eval import evaluate_tokenizer_model, score_completer, tokenizer_completer
 from edge_pct.train.checkpoint import load_tokenizer
 
 
@@ -49,12 +50,22 @@ def main() -> None:
     model = load_tokenizer(args.checkpoint)
     val = load_coco_json(args.coco_ann)
     knn = KnnPoseCompleter(load_poses(args.train_poses), model.cfg.input_size)
+    complete, _ = tokenizer_completer(model)
+
+    def keep_visible(joints: np.ndarray, visible: np.ndarray, labeled: np.ndarray) -> np.ndarray:
+        """The tokenizer fills only the hidden joints, like the k-NN baseline does."""
+        return np.where(visible[..., None], joints, complete(joints, visible, labeled))
+
     rows = []
     for r in args.ratios:
         tok = evaluate_tokenizer_model(model, args.coco_ann, r, poses=val)
+        tok_flip = evaluate_tokenizer_model(model, args.coco_ann, r, poses=val, flip=True)
+        hybrid = score_completer(keep_visible, args.coco_ann, model.cfg.input_size, r, poses=val)
         base = score_completer(knn, args.coco_ann, model.cfg.input_size, r, poses=val)
-        rows.append({"mask_ratio": r, "tokenizer": tok, "knn": base})
-        print(f"ratio {r}: tokenizer AP {tok['ap']:.4f}  k-NN AP {base['ap']:.4f}", flush=True)
+        rows.append({"mask_ratio": r, "tokenizer": tok, "tokenizer_flip": tok_flip, "tokenizer_keep_visible": hybrid,
+                     "knn": base})
+        print(f"ratio {r}: tokenizer AP {tok['ap']:.4f} (flip {tok_flip['ap']:.4f}, keep-visible {hybrid['ap']:.4f})"
+              f"  k-NN AP {base['ap']:.4f}", flush=True)
     torch.set_num_threads(1)
     lat1 = {b: decode_latency_ms(model, b) for b in (1, 16)}
     torch.set_num_threads(2)
@@ -65,11 +76,13 @@ def main() -> None:
               "decode_ms": {"threads_1": lat1, "threads_2": lat2}, "torch": torch.__version__,
               "machine": platform.processor() or platform.machine()}
     Path(args.json).write_text(json.dumps(report, indent=2))
-    print("\n| mask ratio | tokenizer AP | AP50 | AP75 | k-NN AP | tokenizer px err (hidden) | k-NN px err (hidden) |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| mask ratio | tokenizer AP | AP50 | AP75 | + flip | keep visible | k-NN AP | "
+          "tokenizer err px (hidden) | k-NN err px (hidden) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         t, k = row["tokenizer"], row["knn"]
-        print(f"| {row['mask_ratio']} | {t['ap']:.3f} | {t['ap50']:.3f} | {t['ap75']:.3f} | {k['ap']:.3f} | "
+        print(f"| {row['mask_ratio']} | {t['ap']:.3f} | {t['ap50']:.3f} | {t['ap75']:.3f} | "
+              f"{row['tokenizer_flip']['ap']:.3f} | {row['tokenizer_keep_visible']['ap']:.3f} | {k['ap']:.3f} | "
               f"{t['mean_err_px']:.2f} ({t['hidden_err_px']:.2f}) | "
               f"{k['mean_err_px']:.2f} ({k['hidden_err_px']:.2f}) |")
     u = rows[0]["tokenizer"]

@@ -45,7 +45,7 @@ def _cmd_eval_tokenizer(args: argparse.Namespace) -> int:
     if not 0.0 <= args.mask_ratio < 1.0:
         raise EdgePctError(f"--mask-ratio {args.mask_ratio} is out of range: use a value in [0, 1)")
     model = load_tokenizer(args.checkpoint)
-    res = evaluate_tokenizer_model(model, args.coco_ann, args.mask_ratio, seed=args.seed)
+    res = evaluate_tokenizer_model(model, args.coco_ann, args.mask_ratio, seed=args.seed, flip=args.flip)
     _write_json(args.json, {"checkpoint": str(args.checkpoint), **res})
     return 0
 
@@ -61,8 +61,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _estimator(spec: str, flip: bool):
-    """`--model` value -> Estimator: a .pt checkpoint, or mediapipe:PATH.task for the peer."""
-    from edge_pct.evaluate import mediapipe_estimator, torch_estimator
+    """`--model` value -> Estimator: a .pt checkpoint, an exported .onnx, or mediapipe:PATH.task for the peer."""
+    from edge_pct.evaluate import mediapipe_estimator, onnx_estimator, torch_estimator
 
     if spec.startswith("mediapipe:"):
         return mediapipe_estimator(spec.split(":", 1)[1])
@@ -70,7 +70,10 @@ def _estimator(spec: str, flip: bool):
         from edge_pct.models.factory import load_classifier
 
         return torch_estimator(load_classifier(spec), flip=flip)
-    raise EdgePctError(f"Unsupported --model '{spec}': pass a .pt checkpoint or mediapipe:PATH.task")
+    if spec.endswith(".onnx"):
+        return onnx_estimator(spec, flip=flip)
+    raise EdgePctError(f"Unsupported --model '{spec}': pass a .pt checkpoint, a .onnx from `edge-pct export`, "
+                       "or mediapipe:PATH.task")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -81,6 +84,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     est = _estimator(args.model, args.flip)
     res = evaluate_lsp(est, args.lsp) if args.lsp else evaluate_coco(est, args.coco_ann, args.images)
     _write_json(args.json, {"model_path": args.model, "flip": args.flip, **res})
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edge_pct.export import export_onnx
+
+    _write_json(args.json, export_onnx(args.checkpoint, args.out, batch=args.batch, opset=args.opset))
     return 0
 
 
@@ -103,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coco-ann", required=True, help="COCO keypoints json, e.g. person_keypoints_val2017.json")
     p.add_argument("--mask-ratio", type=float, default=0.0, help="share of each person's labeled joints hidden")
     p.add_argument("--seed", type=int, default=0, help="seed of the joint hiding")
+    p.add_argument("--flip", action="store_true", help="average with the reconstruction of the mirrored pose")
     p.set_defaults(func=_cmd_eval_tokenizer)
 
     p = sub.add_parser("train", help="train the image model (PCT stage 2) on person crops")
@@ -112,12 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="top-down accuracy with GT boxes: COCO OKS-AP or LSP PCK@0.2")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .pt, or mediapipe:PATH.task (the peer)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="model .pt, exported .onnx, or mediapipe:PATH.task (the peer)")
     p.add_argument("--coco-ann", help="COCO keypoints json")
     p.add_argument("--images", help="folder of the json's images")
     p.add_argument("--lsp", metavar="LSPET_ROOT", help="PCK@0.2 on the LSP-extended held-out slice instead")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="export the image model to ONNX (+ decoder graph and JSON sidecar)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_MODEL), help="classifier .pt (default: the shipped one)")
+    p.add_argument("--out", required=True, help="model .onnx; <stem>.decoder.onnx and <stem>.json go next to it")
+    p.add_argument("--batch", type=int, help="fixed batch size (default: dynamic batch)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    p.set_defaults(func=_cmd_export)
 
     for name, action in sub.choices.items():
         action.add_argument("--json", help="also write the result to this JSON file")

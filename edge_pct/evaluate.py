@@ -1,7 +1,7 @@
 """Top-down evaluation of any pose estimator on ground-truth boxes: COCO OKS-AP and LSP PCK@0.2.
 
 An estimator maps person crops (N, H, W, 3) uint8 BGR to {"joints": (N, 17, 2) crop px, "scores": (N, 17)}
-and declares its `input_size`; the PCT model (torch now, ONNX / TensorRT backends later) and the MediaPipe
+and declares its `input_size`; the PCT model (any edge_pct.engines backend: torch, ONNX Runtime) and the MediaPipe
 peer are scored on the same crop regions (each at its own input resolution) by the same code.
 """
 
@@ -36,31 +36,40 @@ class Estimator:
 
 def torch_estimator(model, flip: bool = False, batch: int = 32) -> Estimator:
     """Wrap a PoseClassifier; `flip` averages with the mirrored crop (PCT-NOTES 3 step 4)."""
-    import torch
+    from edge_pct.engines.runtime import TorchBackend
 
+    return _backend_estimator(TorchBackend(model, batch=batch), flip, batch)
+
+
+def onnx_estimator(path: str | Path, flip: bool = False) -> Estimator:
+    """Wrap an `edge-pct export` ONNX model (ONNX Runtime, the fastest available provider); `flip` as above."""
+    from edge_pct.engines.runtime import OnnxRuntimeBackend
+
+    return _backend_estimator(OnnxRuntimeBackend(path), flip)
+
+
+def _backend_estimator(backend, flip: bool, batch: int = 32) -> Estimator:
+    """Any PoseBackend on BGR uint8 crops (N, H, W, 3) -> {"joints" (N, 17, 2) crop px, "scores" (N, 17)}."""
     from edge_pct.data.transforms import flip_joints
     from edge_pct.processing import to_model_input
 
-    model.eval()
-    w = model.cfg.input_size[0]
+    w = backend.input_size[0]
 
-    @torch.inference_mode()
     def run(crops: np.ndarray) -> dict[str, np.ndarray]:
         joints, scores = [], []
         for s in range(0, len(crops), batch):
-            x = torch.from_numpy(to_model_input(crops[s:s + batch]))
-            out = model(x)
-            j, c = out["joints"].numpy(), out["confidence"].numpy()
+            x = to_model_input(crops[s:s + batch])
+            out = backend(x)
+            j, c = out["joints"], out["confidence"]
             if flip:
-                out_f = model(x.flip(-1))
-                jc = np.concatenate([out_f["joints"].numpy(), out_f["confidence"].numpy()[..., None]], -1)
-                jc = flip_joints(jc, w)
+                out_f = backend(np.ascontiguousarray(x[..., ::-1]))
+                jc = flip_joints(np.concatenate([out_f["joints"], out_f["confidence"][..., None]], -1), w)
                 j, c = (j + jc[..., :2]) / 2, (c + jc[..., 2]) / 2
             joints.append(j)
             scores.append(c)
         return {"joints": np.concatenate(joints), "scores": np.concatenate(scores)}
 
-    return Estimator("pct", model.cfg.input_size, run)
+    return Estimator("pct", backend.input_size, run, backend=backend.name, precision=backend.precision)
 
 
 def mediapipe_estimator(task_path: str | Path, input_size: tuple[int, int] = (192, 256)) -> Estimator:

@@ -16,7 +16,8 @@ import torch
 
 from edge_pct.coco_eval import keypoint_results, oks_ap
 from edge_pct.data.coco import PoseSet, load_coco_json
-from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
+from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
+from edge_pct.keypoints import FLIP_INDEX
 from edge_pct.models.codebook import usage_stats
 from edge_pct.processing import apply_affine, invert_affine
 
@@ -63,28 +64,38 @@ def score_completer(completer: Completer, ann_path: str | Path, input_size: tupl
             "hidden_err_px": float(err[hidden].mean()) if hidden.any() else 0.0}
 
 
-def tokenizer_completer(model: torch.nn.Module, batch: int = 4096) -> tuple[Completer, list[torch.Tensor]]:
-    """Wrap a PoseTokenizer as a Completer; the second value collects the token indices it produced."""
+def tokenizer_completer(model: torch.nn.Module, batch: int = 4096,
+                        flip: bool = False) -> tuple[Completer, list[torch.Tensor]]:
+    """Wrap a PoseTokenizer as a Completer; the second value collects the token indices it produced.
+
+    `flip` also reconstructs the mirrored pose and averages (the flip test of PCT's tokenizer evaluation).
+    """
     seen: list[torch.Tensor] = []
+    width = model.cfg.input_size[0]
 
     @torch.no_grad()
-    def complete(joints: np.ndarray, visible: np.ndarray, labeled: np.ndarray | None = None) -> np.ndarray:
+    def reconstruct(joints: np.ndarray, visible: np.ndarray) -> np.ndarray:
         out = []
         for s in range(0, len(joints), batch):
-            j = torch.from_numpy(joints[s:s + batch]).float()
-            v = torch.from_numpy(visible[s:s + batch])
-            idx = model.encode(j, v)
+            idx = model.encode(torch.from_numpy(joints[s:s + batch]).float(), torch.from_numpy(visible[s:s + batch]))
             seen.append(idx)
             out.append(model.decode(idx).numpy())
         return np.concatenate(out)
+
+    def complete(joints: np.ndarray, visible: np.ndarray, labeled: np.ndarray | None = None) -> np.ndarray:
+        pred = reconstruct(joints, visible)
+        if flip:
+            mirrored = reconstruct(flip_joints(joints, width), visible[:, list(FLIP_INDEX)])
+            pred = (pred + flip_joints(mirrored, width)) / 2
+        return pred
 
     return complete, seen
 
 
 def evaluate_tokenizer_model(model: torch.nn.Module, ann_path: str | Path, mask_ratio: float = 0.0,
-                             seed: int = 0, poses: PoseSet | None = None) -> dict:
+                             seed: int = 0, poses: PoseSet | None = None, flip: bool = False) -> dict:
     """Reconstruction AP + codebook usage of a tokenizer (model is put in eval mode)."""
     model.eval()
-    complete, seen = tokenizer_completer(model)
+    complete, seen = tokenizer_completer(model, flip=flip)
     res = score_completer(complete, ann_path, model.cfg.input_size, mask_ratio, seed, poses)
-    return {**res, **usage_stats(torch.cat(seen), model.cfg.codebook_size)}
+    return {**res, "flip": flip, **usage_stats(torch.cat(seen), model.cfg.codebook_size)}

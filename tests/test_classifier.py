@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, require_data
 
+from conftest import SHARED_DATA, require_data
 from edge_pct.config import ModelConfig, TrainConfig
 from edge_pct.models.classifier import PoseClassifier
 from edge_pct.models.factory import build_classifier, load_classifier

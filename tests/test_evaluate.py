@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, require_data
 
+from conftest import SHARED_DATA, require_data
 from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
 from edge_pct.evaluate import Estimator, pck, predict_persons, torch_estimator
 from edge_pct.processing import apply_affine, invert_affine, warp_crops

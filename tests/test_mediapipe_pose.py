@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, require_data
 
+from conftest import SHARED_DATA, require_data
 from edge_pct.errors import InputFileError
 from edge_pct.keypoints import COCO17_NAMES, FLIP_PAIRS, LSP14_TO_COCO17
 from edge_pct.mediapipe_pose import BLAZEPOSE_TO_COCO17, MediaPipePose

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import COCO_VAL, require_data
 
+from conftest import COCO_VAL, require_data
 from edge_pct.coco_eval import keypoint_results, oks_ap
 from edge_pct.data.coco import PoseSet, load_coco_json
 from edge_pct.keypoints import OKS_SIGMAS
@@ -77,3 +77,22 @@ def test_shipped_tokenizer_reconstructs_real_val_poses():
     complete, _ = tokenizer_completer(model)
     occluded = score_completer(complete, ann, model.cfg.input_size, 0.3, poses=poses.subset(np.arange(600)))
     assert occluded["hidden_err_px"] < 25
+
+
+def test_flip_reconstruction_is_mirror_symmetric(tiny_tokenizer_cfg):
+    """With flip averaging, reconstructing a mirrored pose gives the mirror of the reconstruction."""
+    import torch
+
+    from edge_pct.data.transforms import flip_joints
+    from edge_pct.keypoints import FLIP_INDEX
+    from edge_pct.models.tokenizer import PoseTokenizer
+
+    torch.manual_seed(0)
+    model = PoseTokenizer(tiny_tokenizer_cfg).eval()
+    complete, _ = tokenizer_completer(model, flip=True)
+    joints = np.random.default_rng(0).uniform(0, 192, (3, 17, 2)).astype(np.float32)
+    vis = np.ones((3, 17), bool)
+    vis[:, 3] = False
+    a = complete(joints, vis)
+    b = complete(flip_joints(joints, 192), vis[:, list(FLIP_INDEX)])
+    np.testing.assert_allclose(b, flip_joints(a, 192), atol=1e-3)

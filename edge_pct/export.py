@@ -1,0 +1,260 @@
+"""torch -> ONNX: the image model as two checked FP32 graphs plus a JSON sidecar, compared with torch.
+
+`model.onnx`: images (B, 3, H, W) float32 RGB 0-255 (normalised inside) -> joints (B, 17, 2) crop px,
+confidence (B, 17), token_probs (B, M, V). `model.decoder.onnx`: token_probs (B, M, V) -> joints (B, 17, 2)
+crop px, the frozen tokenizer decoder alone, so token-space smoothing per track (DESIGN.md data flow) runs
+between the two graphs. `model.json`: what a runtime needs to feed and read them (input size, mean/std,
+keypoint names, M, V, batch), the source checkpoint's sha256, and the measured parity with torch.
+The training-only auxiliary heatmap head is not in the graph (eval mode). Batch is dynamic or fixed;
+spatial shapes are always static (TensorRT builds one optimisation profile over the batch only).
+Exporter: torch.onnx.export(dynamo=True) (torch.export), https://pytorch.org/docs/stable/onnx.html;
+operators: https://onnx.ai/onnx/operators/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_pct._optional import require
+from edge_pct.errors import ConfigError
+from edge_pct.models.classifier import PoseClassifier
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("joints", "confidence", "token_probs")
+DECODER_INPUT = "token_probs"
+INPUT_LAYOUT = "NCHW RGB float32 0-255, normalised inside the graph"
+MIN_OPSET = 17  # LayerNormalization is a single op from 17 on; TensorRT 8.6 (JetPack 5/6) reads up to 17
+_PARITY_SEED = 0
+
+
+class PoseGraph(nn.Module):
+    """The exported image graph: images (B, 3, H, W) float32 RGB 0-255 ->
+    (joints (B, J, 2) model-input crop px, confidence (B, J) in [0, 1], token_probs (B, M, V) = softmax(logits)).
+    """
+
+    def __init__(self, model: PoseClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model(images)
+        return out["joints"], out["confidence"], out["logits"].softmax(-1)
+
+
+class DecoderGraph(nn.Module):
+    """The exported decoder graph: token_probs (B, M, V) -> joints (B, J, 2) model-input crop px.
+
+    Applies the model's assignment, so decoding the image graph's own token_probs gives its joints: the soft
+    path (paper) uses the probabilities, straight-through the one-hot code of their argmax (eval forward).
+    """
+
+    def __init__(self, model: PoseClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, token_probs: torch.Tensor) -> torch.Tensor:
+        weights = token_probs
+        if self.model.cfg.assignment == "straight_through":
+            weights = F.one_hot(token_probs.argmax(-1), token_probs.shape[-1]).to(token_probs.dtype)
+        return self.model.decode(weights)
+
+
+def decoder_path(onnx_path: str | Path) -> Path:
+    """`model.onnx` -> `model.decoder.onnx` (the decoder graph written next to it)."""
+    return Path(onnx_path).with_suffix(".decoder.onnx")
+
+
+def sidecar_path(onnx_path: str | Path) -> Path:
+    """`model.onnx` -> `model.json`."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = None, opset: int = 17) -> dict:
+    """Export a classifier checkpoint to `out` (.onnx), `<stem>.decoder.onnx` and the sidecar `<stem>.json`.
+
+    Both graphs pass onnx.checker (full) and strict shape inference, and run in ONNX Runtime (CPU) on a
+    random batch against torch before anything is written; all three files are written atomically.
+
+    Args:
+        checkpoint: classifier .pt written by `edge-pct train`.
+        out: path of the image graph; must end in .onnx.
+        batch: fixed batch size of both graphs; None = dynamic batch.
+        opset: ONNX opset (>= 17).
+
+    Returns:
+        onnx, decoder_onnx, sidecar (paths), max_abs_diff_vs_torch (joints, crop px, ORT vs torch),
+        decoder_max_abs_diff (decoder.onnx on model.onnx's token_probs vs model.onnx joints, px),
+        confidence_max_abs_diff, token_probs_max_abs_diff, parity_batch, batch, opset, input_size (w, h), checkpoint.
+    """
+    onnx = require("onnx", "cpu")
+    require("onnxruntime", "cpu")
+    require("onnxscript", "cpu")  # the torch.export-based exporter translates through onnxscript
+    out = Path(out)
+    _check_args(out, batch, opset, onnx.defs.onnx_opset_version())
+    from edge_pct.models.factory import load_classifier
+
+    model = load_classifier(checkpoint)  # eval mode: no aux heatmap output, tokenizer frozen
+    w, h = model.cfg.input_size
+    tcfg = model.tokenizer.cfg
+    # torch.export specialises a dynamic dimension traced at size 0 or 1, so trace a dynamic batch at 2.
+    gen = torch.Generator().manual_seed(_PARITY_SEED)
+    n = batch or 2
+    sample = torch.rand(n, 3, h, w, generator=gen) * 255
+    probs = torch.rand(n, tcfg.num_tokens, tcfg.codebook_size, generator=gen).softmax(-1)
+    graph = _export(PoseGraph(model), sample, INPUT_NAME, OUTPUT_NAMES, batch, opset)
+    decoder = _export(DecoderGraph(model), probs, DECODER_INPUT, ("joints",), batch, opset)
+    _check_graph(onnx, graph, "image", opset)
+    _check_graph(onnx, decoder, "decoder", opset)
+    # Parity on a batch size other than the traced one when the batch is dynamic.
+    images = torch.rand(batch or 3, 3, h, w, generator=gen) * 255
+    graph_bytes, decoder_bytes = graph.SerializeToString(), decoder.SerializeToString()
+    parity = _parity(model, graph_bytes, decoder_bytes, images)
+    if parity["max_abs_diff_vs_torch"] > 1e-2:
+        log.warning("ONNX Runtime and torch joints differ by %.4g px", parity["max_abs_diff_vs_torch"])
+
+    dec_path, side_path = decoder_path(out), sidecar_path(out)
+    sidecar = _sidecar(model, out, checkpoint, batch, opset, parity)
+    _write_atomic([(out, graph_bytes), (dec_path, decoder_bytes),
+                   (side_path, (json.dumps(sidecar, indent=2) + "\n").encode())])
+    return {"onnx": str(out), "decoder_onnx": str(dec_path), "sidecar": str(side_path), **parity,
+            "batch": batch, "opset": opset, "input_size": [w, h], "checkpoint": str(checkpoint)}
+
+
+def _check_args(out: Path, batch: int | None, opset: int, max_opset: int) -> None:
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--out '{out}' must end in .onnx (the decoder and the sidecar are written next to it)")
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch {batch} is invalid: use a positive batch size, or leave it out for a dynamic one")
+    if not MIN_OPSET <= opset <= max_opset:
+        raise ConfigError(f"--opset {opset} is out of range: use {MIN_OPSET}..{max_opset} (this onnx package)")
+
+
+def _sidecar(model: PoseClassifier, out: Path, checkpoint: str | Path, batch: int | None, opset: int,
+             parity: dict[str, float]) -> dict[str, Any]:
+    """The `<stem>.json` a runtime reads: graph files, input spec, normalisation, keypoints, M, V, provenance."""
+    import onnx
+
+    from edge_pct import __version__
+    from edge_pct.config import config_to_dict
+    from edge_pct.models.factory import ClassifierCheckpointConfig
+    from edge_pct.train.checkpoint import file_sha256
+
+    w, h = model.cfg.input_size
+    tcfg = model.tokenizer.cfg
+    j, m, v = tcfg.num_joints, tcfg.num_tokens, tcfg.codebook_size
+    return {
+        "onnx": out.name, "decoder_onnx": decoder_path(out).name, "precision": "fp32", "opset": opset, "batch": batch,
+        "input_size": [w, h], "input": {"name": INPUT_NAME, "layout": INPUT_LAYOUT, "shape": [batch, 3, h, w]},
+        "outputs": {"joints": [batch, j, 2], "confidence": [batch, j], "token_probs": [batch, m, v]},
+        "decoder": {"input": DECODER_INPUT, "output": "joints", "assignment": model.cfg.assignment},
+        "joints_frame": "model-input crop pixels (x, y)",
+        "mean": list(model.cfg.mean), "std": list(model.cfg.std), "mean_std_scale": "RGB in [0, 1]",
+        "keypoints": _keypoint_names(j), "num_joints": j, "num_tokens": m, "codebook_size": v,
+        "source": {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)},
+        "config": config_to_dict(ClassifierCheckpointConfig(model=model.cfg, tokenizer=tcfg)),
+        **parity, "versions": {"edge_pct": __version__, "torch": torch.__version__, "onnx": onnx.__version__},
+    }
+
+
+def _keypoint_names(num_joints: int) -> list[str]:
+    from edge_pct.keypoints import COCO17_NAMES
+
+    return list(COCO17_NAMES) if num_joints == len(COCO17_NAMES) else [f"joint_{i}" for i in range(num_joints)]
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's chatter (opset 18 -> 17 conversion notes, absent torchvision ops, pytree
+    deprecations) so `edge-pct export` prints only its result; real failures still raise."""
+    names = ("torch.onnx", "torch.export", "torch._export", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _export(module: nn.Module, sample: torch.Tensor, input_name: str, output_names: Sequence[str],
+            batch: int | None, opset: int) -> Any:
+    """One module -> onnx.ModelProto with a static non-batch shape and a dynamic (None) or fixed batch."""
+    # The torch.export-based exporter: a clean graph (no Identity/Constant clutter, static M and V in the
+    # output shapes). Its lowest native opset is 18; opset 17 comes from onnx's version converter, which
+    # _check_graph verifies. The legacy TorchScript exporter (dynamo=False) is deprecated in torch 2.9+.
+    dynamic = None if batch else ({0: torch.export.Dim("batch", min=1)},)
+    with _quiet_exporter():
+        program = torch.onnx.export(module.eval(), (sample,), input_names=[input_name],
+                                    output_names=list(output_names), opset_version=opset, dynamo=True,
+                                    dynamic_shapes=dynamic, external_data=False, optimize=True, verbose=False)
+    return program.model_proto
+
+
+def _check_graph(onnx: Any, proto: Any, what: str, opset: int) -> None:
+    """Full onnx.checker + strict shape inference; an exporter bug is a RuntimeError with its traceback."""
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise RuntimeError(f"The exported {what} graph fails the ONNX checker: {e}") from e
+    got = {op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")}
+    if got != {opset}:
+        raise RuntimeError(f"The exported {what} graph has opset {sorted(got)}, not the requested {opset}")
+
+
+def _parity(model: PoseClassifier, graph: bytes, decoder: bytes, images: torch.Tensor) -> dict[str, float]:
+    """Run both graphs in ONNX Runtime (CPU) on `images` (N, 3, H, W) and compare with torch.
+
+    Returns max absolute differences: joints (px, the headline `max_abs_diff_vs_torch`), confidence,
+    token_probs, and the decoder graph on model.onnx's token_probs vs model.onnx's joints (px).
+    """
+    ort = require("onnxruntime", "cpu")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # a few crops: threads cost more than they give
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(decoder, opts, providers=["CPUExecutionProvider"])
+    joints, conf, probs = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: images.numpy()})
+    (dec_joints,) = dec.run(["joints"], {DECODER_INPUT: probs})
+    with torch.inference_mode():
+        ref = [t.numpy() for t in PoseGraph(model)(images)]
+
+    def diff(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a.astype(np.float64) - b).max())
+
+    return {"max_abs_diff_vs_torch": diff(joints, ref[0]), "decoder_max_abs_diff": diff(dec_joints, joints),
+            "confidence_max_abs_diff": diff(conf, ref[1]), "token_probs_max_abs_diff": diff(probs, ref[2]),
+            "parity_batch": len(images)}
+
+
+def _write_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write every file under a temporary name first, then rename them all: no half-written artifact."""
+    tmps = [p.with_name(p.name + ".tmp") for p, _ in files]
+    try:
+        for (p, data), tmp in zip(files, tmps, strict=True):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+        for (p, _), tmp in zip(files, tmps, strict=True):
+            tmp.replace(p)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
