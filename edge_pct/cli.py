@@ -34,7 +34,7 @@ def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
 
     overrides = list(args.set) + ([f"tokenizer_train.epochs={args.epochs}"] if args.epochs else [])
     cfg = load_config(args.config, overrides)
-    _write_json(args.json, train_tokenizer(args.poses, args.out, cfg, val_ann=args.val_ann))
+    _write_json(args.json, train_tokenizer(args.poses, args.out, cfg, val_ann=args.val_ann, init=args.init))
     return 0
 
 
@@ -90,7 +90,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from edge_pct.export import export_onnx
 
-    _write_json(args.json, export_onnx(args.checkpoint, args.out, batch=args.batch, opset=args.opset))
+    _write_json(args.json, export_onnx(args.checkpoint, args.out, batch=args.batch, opset=args.opset,
+                                       precision=args.precision))
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge_pct.calibration.calibrate import calibrate
+
+    _write_json(args.json, calibrate(args.onnx, args.images, args.out, ann=args.ann, method=args.method, num=args.num,
+                                     seed=args.seed, threads=args.threads, trt_version=args.trt_version))
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from edge_pct.engines.build import build_engine  # lazy: `edge-pct --help` works without TensorRT
+
+    _write_json(args.json, build_engine(args.onnx, args.precision, args.out, workspace_gb=args.workspace_gb,
+                                        max_batch=args.max_batch, timing_cache=args.timing_cache,
+                                        calib_cache=args.calib_cache))
     return 0
 
 
@@ -106,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config, e.g. configs/tokenizer_cpu.toml (default: the paper's sizes)")
     p.add_argument("--epochs", type=int, help="override tokenizer_train.epochs")
     p.add_argument("--val-ann", help="COCO json scored (reconstruction AP) at every checkpoint")
+    p.add_argument("--init", help="start from this tokenizer's weights (same config), fresh optimizer and schedule")
     p.set_defaults(func=_cmd_train_tokenizer)
 
     p = sub.add_parser("eval-tokenizer", help="reconstruction OKS-AP of a tokenizer on COCO ground truth")
@@ -136,7 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model .onnx; <stem>.decoder.onnx and <stem>.json go next to it")
     p.add_argument("--batch", type=int, help="fixed batch size (default: dynamic batch)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
+                   help="fp16: mixed-precision graph for strongly typed TensorRT 11 (LayerNorm, logits, decoder FP32)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("calibrate", help="INT8: Q/DQ ONNX + TensorRT calibration cache + report from image crops")
+    p.add_argument("--onnx", required=True, help="FP32 model.onnx from `edge-pct export` (sidecar, decoder beside it)")
+    p.add_argument("--images", required=True, help="folder of frames (whole-frame crops), or the --ann json's images")
+    p.add_argument("--out", required=True, help="folder for model.int8.onnx (+ decoder, sidecar), calib.cache, "
+                   "report.json")
+    p.add_argument("--ann", help="COCO keypoints json: person crops from its boxes, and FP32 vs INT8 OKS-AP")
+    p.add_argument("--method", default="entropy", choices=["entropy", "percentile", "minmax"],
+                   help="range calibration method (default: entropy, as TensorRT's EntropyCalibration2)")
+    p.add_argument("--num", type=int, default=256, help="calibration crops (default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crop selection")
+    p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: one per core)")
+    p.add_argument("--trt-version", type=int, help="TensorRT version in the cache header (default: 8601 = 8.6.1)")
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("build", help="compile an exported ONNX to a TensorRT engine (+ <engine stem>.json manifest)")
+    p.add_argument("--onnx", required=True, help="model.onnx from `edge-pct export`, or model.int8.onnx (Q/DQ) from "
+                   "`edge-pct calibrate`")
+    p.add_argument("--precision", required=True, choices=["fp16", "int8"],
+                   help="TensorRT 11 needs an fp16 export (`export --precision fp16`) or a Q/DQ ONNX for int8")
+    p.add_argument("--out", help="engine path (default: engines/<onnx stem>.<precision>.engine)")
+    p.add_argument("--calib-cache", help="calib.cache of `edge-pct calibrate`: INT8 from a plain ONNX, TensorRT <= 10")
+    p.add_argument("--workspace-gb", type=float, default=2.0, help="builder workspace limit in GiB (default: 2)")
+    p.add_argument("--max-batch", type=int, default=8, help="largest batch of a dynamic-batch ONNX (default: 8)")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file: read if present, then updated (faster rebuilds)")
+    p.set_defaults(func=_cmd_build)
 
     for name, action in sub.choices.items():
         action.add_argument("--json", help="also write the result to this JSON file")

@@ -7,6 +7,11 @@ between the two graphs. `model.json`: what a runtime needs to feed and read them
 keypoint names, M, V, batch), the source checkpoint's sha256, and the measured parity with torch.
 The training-only auxiliary heatmap head is not in the graph (eval mode). Batch is dynamic or fixed;
 spatial shapes are always static (TensorRT builds one optimisation profile over the batch only).
+`precision="fp16"` writes a mixed-precision image graph for strongly typed TensorRT (11 has no FP16 builder
+flag, so the types must be in the ONNX): backbone and head compute in FP16 with BatchNorm folded in FP32 first;
+the input normalisation, every LayerNorm, the V-way logits (cls_pred), the softmax and the tokenizer decoder
+stay FP32, and the graph's inputs and outputs stay float32 (Cast nodes at the boundaries). The decoder graph
+is always FP32.
 Exporter: torch.onnx.export(dynamo=True) (torch.export), https://pytorch.org/docs/stable/onnx.html;
 operators: https://onnx.ai/onnx/operators/.
 """
@@ -14,6 +19,7 @@ operators: https://onnx.ai/onnx/operators/.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import warnings
@@ -38,6 +44,10 @@ DECODER_INPUT = "token_probs"
 INPUT_LAYOUT = "NCHW RGB float32 0-255, normalised inside the graph"
 MIN_OPSET = 17  # LayerNormalization is a single op from 17 on; TensorRT 8.6 (JetPack 5/6) reads up to 17
 _PARITY_SEED = 0
+PRECISIONS = ("fp32", "fp16")
+# What an fp16 export keeps in FP32 (sidecar `fp32_kept`): statistics and the token distribution lose accuracy in half.
+FP16_KEEP_FP32 = ("input normalisation", "LayerNorm", "cls_pred (V-way logits)", "softmax", "tokenizer decoder")
+_PARITY_WARN_PX = {"fp32": 1e-2, "fp16": 0.5}  # ORT vs torch fp32 joints; fp16 rounding is expected to cost more
 
 
 class PoseGraph(nn.Module):
@@ -72,6 +82,71 @@ class DecoderGraph(nn.Module):
         return self.model.decode(weights)
 
 
+class _CastInput(nn.Module):
+    """Runs `module` on its input cast to `dtype` (the FP32 -> FP16 boundary after the input normalisation)."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module, self.dtype = module, dtype
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.module(x.to(self.dtype))
+
+
+class _Fp32Island(nn.Module):
+    """Runs `module` in FP32 inside an FP16 graph; the output is cast back to the input dtype unless `keep_fp32`."""
+
+    def __init__(self, module: nn.Module, keep_fp32: bool = False) -> None:
+        super().__init__()
+        self.module, self.keep_fp32 = module.float(), keep_fp32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.module(x.float())
+        return y if self.keep_fp32 else y.to(x.dtype)
+
+
+def _fold_batchnorm(module: nn.Module) -> None:
+    """Fold every eval-mode Conv2d -> BatchNorm2d pair of an nn.Sequential into the conv, in FP32 (in place), so
+    the FP16 weights are the rounded folded FP32 weights rather than a fold computed in half precision."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), nn.Identity()
+
+
+def half_precision_copy(model: PoseClassifier) -> PoseClassifier:
+    """A mixed-precision copy of `model` (eval mode; `model` is untouched): backbone and head in FP16, with the
+    input normalisation, LayerNorms, cls_pred (V-way logits, output kept FP32), softmax and tokenizer decoder in FP32.
+
+    Forward takes images (B, 3, H, W) float32 RGB 0-255 and returns logits and joints in float32, confidence in
+    float16 (`HalfPoseGraph` casts it back).
+    """
+    half = copy.deepcopy(model).eval()
+    _fold_batchnorm(half)
+    half.backbone = _CastInput(half.backbone.half(), torch.float16)  # type: ignore[assignment]
+    head = half.head.half()
+    for name, sub in list(head.named_modules()):
+        if isinstance(sub, nn.LayerNorm) or name == "cls_pred":
+            parent_name, _, attr = name.rpartition(".")
+            parent = head.get_submodule(parent_name) if parent_name else head
+            setattr(parent, attr, _Fp32Island(sub, keep_fp32=name == "cls_pred"))
+    return half
+
+
+class HalfPoseGraph(nn.Module):
+    """The FP16 image graph: `PoseGraph` of `half_precision_copy(model)`, float32 in and out (see the module doc)."""
+
+    def __init__(self, model: PoseClassifier) -> None:
+        super().__init__()
+        self.pose = PoseGraph(half_precision_copy(model))  # not `graph`: that name is taken in torch.fx modules
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        joints, confidence, token_probs = self.pose(images)
+        return joints.float(), confidence.float(), token_probs.float()
+
+
 def decoder_path(onnx_path: str | Path) -> Path:
     """`model.onnx` -> `model.decoder.onnx` (the decoder graph written next to it)."""
     return Path(onnx_path).with_suffix(".decoder.onnx")
@@ -82,7 +157,8 @@ def sidecar_path(onnx_path: str | Path) -> Path:
     return Path(onnx_path).with_suffix(".json")
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = None, opset: int = 17) -> dict:
+def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = None, opset: int = 17,
+                precision: str = "fp32") -> dict:
     """Export a classifier checkpoint to `out` (.onnx), `<stem>.decoder.onnx` and the sidecar `<stem>.json`.
 
     Both graphs pass onnx.checker (full) and strict shape inference, and run in ONNX Runtime (CPU) on a
@@ -93,17 +169,20 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
         out: path of the image graph; must end in .onnx.
         batch: fixed batch size of both graphs; None = dynamic batch.
         opset: ONNX opset (>= 17).
+        precision: "fp32", or "fp16" for the mixed-precision image graph of strongly typed TensorRT (module doc);
+            the parity numbers then measure the FP16 graph against the FP32 torch model.
 
     Returns:
         onnx, decoder_onnx, sidecar (paths), max_abs_diff_vs_torch (joints, crop px, ORT vs torch),
         decoder_max_abs_diff (decoder.onnx on model.onnx's token_probs vs model.onnx joints, px),
-        confidence_max_abs_diff, token_probs_max_abs_diff, parity_batch, batch, opset, input_size (w, h), checkpoint.
+        confidence_max_abs_diff, token_probs_max_abs_diff, parity_batch, batch, opset, precision, input_size (w, h),
+        checkpoint.
     """
     onnx = require("onnx", "cpu")
     require("onnxruntime", "cpu")
     require("onnxscript", "cpu")  # the torch.export-based exporter translates through onnxscript
     out = Path(out)
-    _check_args(out, batch, opset, onnx.defs.onnx_opset_version())
+    _check_args(out, batch, opset, onnx.defs.onnx_opset_version(), precision)
     from edge_pct.models.factory import load_classifier
 
     model = load_classifier(checkpoint)  # eval mode: no aux heatmap output, tokenizer frozen
@@ -114,7 +193,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
     n = batch or 2
     sample = torch.rand(n, 3, h, w, generator=gen) * 255
     probs = torch.rand(n, tcfg.num_tokens, tcfg.codebook_size, generator=gen).softmax(-1)
-    graph = _export(PoseGraph(model), sample, INPUT_NAME, OUTPUT_NAMES, batch, opset)
+    image_graph = PoseGraph(model) if precision == "fp32" else HalfPoseGraph(model)
+    graph = _export(image_graph, sample, INPUT_NAME, OUTPUT_NAMES, batch, opset)
     decoder = _export(DecoderGraph(model), probs, DECODER_INPUT, ("joints",), batch, opset)
     _check_graph(onnx, graph, "image", opset)
     _check_graph(onnx, decoder, "decoder", opset)
@@ -122,28 +202,31 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
     images = torch.rand(batch or 3, 3, h, w, generator=gen) * 255
     graph_bytes, decoder_bytes = graph.SerializeToString(), decoder.SerializeToString()
     parity = _parity(model, graph_bytes, decoder_bytes, images)
-    if parity["max_abs_diff_vs_torch"] > 1e-2:
-        log.warning("ONNX Runtime and torch joints differ by %.4g px", parity["max_abs_diff_vs_torch"])
+    if parity["max_abs_diff_vs_torch"] > _PARITY_WARN_PX[precision]:
+        log.warning("ONNX Runtime (%s) and torch joints differ by %.4g px", precision, parity["max_abs_diff_vs_torch"])
 
     dec_path, side_path = decoder_path(out), sidecar_path(out)
-    sidecar = _sidecar(model, out, checkpoint, batch, opset, parity)
+    sidecar = _sidecar(model, out, checkpoint, batch, opset, parity, precision)
     _write_atomic([(out, graph_bytes), (dec_path, decoder_bytes),
                    (side_path, (json.dumps(sidecar, indent=2) + "\n").encode())])
     return {"onnx": str(out), "decoder_onnx": str(dec_path), "sidecar": str(side_path), **parity,
-            "batch": batch, "opset": opset, "input_size": [w, h], "checkpoint": str(checkpoint)}
+            "batch": batch, "opset": opset, "precision": precision, "input_size": [w, h], "checkpoint": str(checkpoint)}
 
 
-def _check_args(out: Path, batch: int | None, opset: int, max_opset: int) -> None:
+def _check_args(out: Path, batch: int | None, opset: int, max_opset: int, precision: str = "fp32") -> None:
     if out.suffix != ".onnx":
         raise ConfigError(f"--out '{out}' must end in .onnx (the decoder and the sidecar are written next to it)")
     if batch is not None and batch < 1:
         raise ConfigError(f"--batch {batch} is invalid: use a positive batch size, or leave it out for a dynamic one")
     if not MIN_OPSET <= opset <= max_opset:
         raise ConfigError(f"--opset {opset} is out of range: use {MIN_OPSET}..{max_opset} (this onnx package)")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r} is invalid. Valid: {list(PRECISIONS)} (INT8 comes from "
+                          "`edge-pct calibrate`)")
 
 
 def _sidecar(model: PoseClassifier, out: Path, checkpoint: str | Path, batch: int | None, opset: int,
-             parity: dict[str, float]) -> dict[str, Any]:
+             parity: dict[str, float], precision: str = "fp32") -> dict[str, Any]:
     """The `<stem>.json` a runtime reads: graph files, input spec, normalisation, keypoints, M, V, provenance."""
     import onnx
 
@@ -156,10 +239,12 @@ def _sidecar(model: PoseClassifier, out: Path, checkpoint: str | Path, batch: in
     tcfg = model.tokenizer.cfg
     j, m, v = tcfg.num_joints, tcfg.num_tokens, tcfg.codebook_size
     return {
-        "onnx": out.name, "decoder_onnx": decoder_path(out).name, "precision": "fp32", "opset": opset, "batch": batch,
+        "onnx": out.name, "decoder_onnx": decoder_path(out).name, "opset": opset, "batch": batch,
+        "precision": precision, "fp32_kept": list(FP16_KEEP_FP32) if precision == "fp16" else [],
         "input_size": [w, h], "input": {"name": INPUT_NAME, "layout": INPUT_LAYOUT, "shape": [batch, 3, h, w]},
         "outputs": {"joints": [batch, j, 2], "confidence": [batch, j], "token_probs": [batch, m, v]},
-        "decoder": {"input": DECODER_INPUT, "output": "joints", "assignment": model.cfg.assignment},
+        "decoder": {"input": DECODER_INPUT, "output": "joints", "assignment": model.cfg.assignment,
+                    "precision": "fp32"},
         "joints_frame": "model-input crop pixels (x, y)",
         "mean": list(model.cfg.mean), "std": list(model.cfg.std), "mean_std_scale": "RGB in [0, 1]",
         "keypoints": _keypoint_names(j), "num_joints": j, "num_tokens": m, "codebook_size": v,

@@ -1,4 +1,4 @@
-"""Pose backends: one protocol over torch, ONNX Runtime and (later) TensorRT, chosen by name.
+"""Pose backends: one protocol over torch, ONNX Runtime and TensorRT, chosen by name.
 
 A backend maps model input (N, 3, H, W) float32 RGB 0-255 (`edge_pct.processing.to_model_input`) to
 {"joints": (N, 17, 2) model-input crop px, "confidence": (N, 17) in [0, 1], "token_probs": (N, M, V)}, and
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from edge_pct._optional import require
-from edge_pct.errors import ConfigError, EdgePctError, InputFileError, MissingDependencyError
+from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError
 
 if TYPE_CHECKING:
     from edge_pct.models.classifier import PoseClassifier
@@ -249,15 +249,10 @@ class OnnxRuntimeBackend:
 
 
 def _tensorrt_backend(model_path: str | Path, **kwargs: Any) -> PoseBackend:
-    """Hook for the TensorRT backend (not implemented yet): it will live in edge_pct.engines.trt_runtime."""
-    require("tensorrt", "tensorrt")
-    try:
-        from edge_pct.engines.trt_runtime import TrtBackend  # type: ignore[import-not-found]
-    except ModuleNotFoundError as e:
-        if e.name != "edge_pct.engines.trt_runtime":
-            raise
-        raise EdgePctError("The TensorRT backend is not part of this edge-pct version yet: use --backend "
-                           "onnxruntime (with onnxruntime-gpu, its TensorRT execution provider)") from e
+    """The TensorRT backend (edge_pct.engines.trt_runtime.TrtBackend) on an `edge-pct build` engine; imported
+    here, on use: TrtBackend imports tensorrt first (MissingDependencyError naming the extra and JetPack without it)."""
+    from edge_pct.engines.trt_runtime import TrtBackend
+
     return TrtBackend(model_path, **kwargs)
 
 
@@ -269,7 +264,8 @@ BACKENDS: dict[str, Callable[..., PoseBackend]] = {
 
 
 def create_backend(name: str, model_path: str | Path, **kwargs: Any) -> PoseBackend:
-    """Build backend `name` on `model_path` (.pt for torch, .onnx for onnxruntime); kwargs go to its class."""
+    """Build backend `name` on `model_path` (.pt for torch, .onnx for onnxruntime, .engine for tensorrt); kwargs go
+    to its class."""
     factory = BACKENDS.get(name)
     if factory is None:
         close = difflib.get_close_matches(name, list(BACKENDS), n=1)

@@ -115,3 +115,7 @@ def test_train_then_eval_tokenizer_end_to_end(tmp_path, capsys):
                  "--json", str(tmp_path / "e.json")]) == 0
     ev = json.loads((tmp_path / "e.json").read_text())
     assert ev["persons"] == 1 and 0.0 <= ev["ap"] <= 1.0 and ev["codes_used"] >= 1
+    # --init continues from trained weights in a new run directory (same config only)
+    assert main([*train[:4], str(tmp_path / "run2"), *sets, "--init", str(out / "tokenizer.pt")]) == 0
+    assert main([*train[:4], str(tmp_path / "run3"), *sets, "--set", "tokenizer.enc_layers=2",
+                 "--init", str(out / "tokenizer.pt")]) == 2

@@ -65,8 +65,11 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
-                    val_ann: str | Path | None = None) -> dict:
+                    val_ann: str | Path | None = None, init: str | Path | None = None) -> dict:
     """Train (or resume) a tokenizer; writes `<out>/last.pt`, `<out>/tokenizer.pt`, `<out>/train_log.jsonl`.
+
+    `init` starts a new run (fresh optimizer and schedule) from a trained tokenizer of the same config, e.g. to
+    continue a finished run with a second cosine cycle; an existing `<out>/last.pt` always takes precedence.
 
     Returns: {checkpoint, epochs, iterations, final_loss, final_l1_px, minutes, ...codebook usage}.
     """
@@ -90,7 +93,14 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
         opt.load_state_dict(blob["train_state"]["optimizer"])
         start_it, elapsed = blob["train_state"]["iteration"], blob["train_state"]["seconds"]
         log.info("resuming from %s at iteration %d", last, start_it)
-    meta = {"run_config": config_to_dict(cfg), "poses": str(poses_path), "persons": len(poses)}
+    elif init is not None:
+        blob = read_checkpoint(init, "tokenizer")
+        if blob["config"] != config_to_dict(cfg.tokenizer):
+            raise InputFileError(f"--init '{init}' has another tokenizer config than this run: pass the same --config")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        log.info("starting from the weights of %s", init)
+    meta = {"run_config": config_to_dict(cfg), "poses": str(poses_path), "persons": len(poses),
+            "init": str(init) if init else None}
 
     def checkpoint(it: int) -> None:
         state = {"optimizer": opt.state_dict(), "iteration": it, "seconds": elapsed}

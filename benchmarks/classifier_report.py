@@ -1,0 +1,59 @@
+"""Image-model accuracy beside the MediaPipe peer on the same crops, in one run: LSP-extended held-out PCK@0.2
+and COCO dev-set OKS-AP (GT boxes), with and without flip test, plus params / GMAC / CPU ms per person.
+
+    python benchmarks/classifier_report.py --model edge_pct/weights/pct_lite.pt \
+        --peer ../shared/data/models/pose_landmarker_full.task --json runs/classifier_report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from model_report import gmac, inference_params, ms_per_person
+
+from edge_pct import DEFAULT_MODEL
+from edge_pct.evaluate import evaluate_coco, evaluate_lsp, mediapipe_estimator, torch_estimator
+from edge_pct.models.factory import load_classifier
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", nargs="+", default=[str(DEFAULT_MODEL)], help="one or more .pt checkpoints")
+    ap.add_argument("--peer", default=str(DATA / "models" / "pose_landmarker_full.task"), help="'' to skip")
+    ap.add_argument("--lsp", default=str(DATA / "lspet"))
+    ap.add_argument("--coco-ann", default=str(DATA / "coco" / "train2017_images" / "annotations.json"))
+    ap.add_argument("--coco-images", default=str(DATA / "coco" / "train2017_images"))
+    ap.add_argument("--no-flip", action="store_true", help="skip the flip-test rows")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+
+    rows = []
+    for path in args.model:
+        model = load_classifier(path)
+        size = model.cfg.input_size
+        cost = {"params_inference_M": inference_params(model) / 1e6, "gmac": gmac(model, size),
+                "ms_per_person_b1": ms_per_person(model, size)}
+        for flip in (False,) if args.no_flip else (False, True):
+            est = torch_estimator(model, flip=flip)
+            rows.append({"name": f"{Path(path).stem}{' +flip' if flip else ''}", "lsp": evaluate_lsp(est, args.lsp),
+                         "coco": evaluate_coco(est, args.coco_ann, args.coco_images), **cost})
+            print(json.dumps({k: rows[-1][k] for k in ("name", "params_inference_M", "gmac")}), flush=True)
+    if args.peer:
+        est = mediapipe_estimator(args.peer)
+        rows.append({"name": "MediaPipe PoseLandmarker (full)", "lsp": evaluate_lsp(est, args.lsp),
+                     "coco": evaluate_coco(est, args.coco_ann, args.coco_images)})
+    Path(args.json).write_text(json.dumps(rows, indent=2))
+    print("\n| model | LSP PCK@0.2 | COCO dev AP | AP50 | AP75 | params (M) | GMAC | ms/person (eval) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['lsp']['pck']:.3f} | {r['coco']['ap']:.3f} | {r['coco']['ap50']:.3f} | "
+              f"{r['coco']['ap75']:.3f} | {r.get('params_inference_M', float('nan')):.2f} | "
+              f"{r.get('gmac', float('nan')):.3f} | {r['coco']['ms_per_person']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Per-tensor calibration ranges and the symmetric INT8 Q/DQ ONNX (explicit quantization), with ONNX Runtime.
+
+`calibrate_ranges` runs one ONNX Runtime calibrator (entropy, percentile or min-max) over a reader and returns
+{tensor: (min, max)}; `quantize_qdq` turns the FP32 graph plus those ranges into QuantizeLinear/DequantizeLinear
+pairs: per-channel INT8 weights (FP32 -> Q -> DQ), per-tensor INT8 activations, FP32 biases, symmetric, so every
+zero point is 0 (TensorRT's explicit-quantization requirement). The ranges reach `quantize_static` through its
+JSON range cache, so the data is calibrated once. What stays FP32 (`float_nodes`): LayerNormalization, the V-way
+logits layer (`cls_pred`), the Softmax producing `token_probs` and everything after it (codebook matmul, tokenizer
+decoder), and the nodes producing graph outputs; no Q/DQ pair touches their inputs or outputs
+(`_keep_float_boundaries`), so TensorRT has no INT8 choice there either. Tensor names are never changed, so the
+ranges also address the FP32 graph's tensors (the TensorRT calibration cache needs that).
+ONNX Runtime quantization: https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html;
+TensorRT Q/DQ placement: developer guide, "Explicit quantization".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import io
+import logging
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_pct._optional import require
+from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+# CLI name -> onnxruntime.quantization.CalibrationMethod member.
+METHODS = {"entropy": "Entropy", "percentile": "Percentile", "minmax": "MinMax"}
+PROBS_OUTPUT = "token_probs"
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+_INT8 = 3  # onnx.TensorProto.INT8
+_LOGITS_OPS = ("MatMul", "Gemm")
+_PASS_THROUGH = ("Add", "Reshape", "Transpose", "Identity", "Flatten")  # bias add / views between logits and softmax
+# Symmetric (zero points 0). TensorRT's parser takes DequantizeLinear only on activation-typed inputs: INT32 biases
+# are rejected ("only activation types allowed as input to this layer"), and 8.x wants weights as FP32 -> Q -> DQ
+# rather than INT8 initializers, so biases stay FP32 and weights keep a Q/DQ pair (ONNX Runtime folds the Q).
+_QUANT_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                  "AddQDQPairToWeight": True}
+
+
+def check_method(method: str) -> str:
+    """The method name if valid, else a ConfigError listing the valid ones and the closest."""
+    if method not in METHODS:
+        close = difflib.get_close_matches(str(method), list(METHODS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"Unknown calibration method '{method}'. Valid: {sorted(METHODS)}.{hint}")
+    return method
+
+
+def _ort_method(quant: Any, method: str) -> Any:
+    return getattr(quant.CalibrationMethod, METHODS[check_method(method)])
+
+
+def _graph_maps(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(producer of each tensor, consumers of each tensor) of an onnx GraphProto."""
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    for n in graph.node:
+        for i in n.input:
+            consumers[i].append(n)
+    return producer, consumers
+
+
+def float_nodes(model: Any, probs_output: str = PROBS_OUTPUT) -> list[str]:
+    """Names of the nodes that must stay FP32 in an `edge-pct export` graph (onnx.ModelProto).
+
+    The Softmax producing `probs_output` and every node downstream of it, the logits layer feeding it (MatMul or
+    Gemm, with its bias Add / reshapes), all LayerNormalization nodes, and the producers of graph outputs.
+    """
+    graph = model.graph
+    producer, consumers = _graph_maps(graph)
+    softmax = producer.get(probs_output)
+    if softmax is None or softmax.op_type != "Softmax":
+        raise InputFileError(f"No Softmax produces '{probs_output}' in this graph: pass the model.onnx written by "
+                             "`edge-pct export`")
+    keep = {softmax.name}
+    todo = [softmax]
+    while todo:  # everything after the token probabilities: codebook matmul, tokenizer decoder
+        for out in todo.pop().output:
+            for c in consumers[out]:
+                if c.name not in keep:
+                    keep.add(c.name)
+                    todo.append(c)
+    keep.update(n.name for n in _logits_layer(graph, softmax, producer))
+    keep.update(n.name for n in graph.node if n.op_type == "LayerNormalization")
+    keep.update(producer[o.name].name for o in graph.output if o.name in producer)
+    return sorted(keep)
+
+
+def _logits_layer(graph: Any, softmax: Any, producer: Mapping[str, Any]) -> list[Any]:
+    """The nodes from the logits MatMul/Gemm to the Softmax input (the bias Add, reshapes), walking backwards."""
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    chain, tensor = [], softmax.input[0]
+    for _ in range(8):
+        node = producer.get(tensor)
+        if node is None or node.op_type not in (*_LOGITS_OPS, *_PASS_THROUGH):
+            break
+        chain.append(node)
+        if node.op_type in _LOGITS_OPS:
+            return chain
+        dynamic = [i for i in node.input if i and i not in constants]
+        if len(dynamic) != 1:
+            break
+        tensor = dynamic[0]
+    raise InputFileError(f"Cannot find the logits MatMul/Gemm feeding Softmax '{softmax.name}': pass the model.onnx "
+                         "written by `edge-pct export`")
+
+
+@contextlib.contextmanager
+def _quiet_root_warnings() -> Iterator[None]:
+    """onnxruntime.quantization logs through the root logger ("consider pre-processing", per-tensor notes)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _session_options(ort: Any, threads: int | None, optimize: bool = True) -> Any:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if not optimize:  # the calibrator reads every intermediate tensor: no fusion may hide one
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return opts
+
+
+def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy", threads: int | None = None,
+                     chunk: int = 8) -> dict[str, tuple[float, float]]:
+    """Run ONNX Runtime's `method` calibrator over `reader` and return {tensor name: (min, max)} (float32 values).
+
+    Calibrates the inputs and outputs of every node type ONNX Runtime can quantize, as `quantize_static` would.
+    A reader with len() and set_range (`reader.calibration_reader`) is collected `chunk` items at a time so memory
+    stays bounded (min-max: the same as one pass; histograms: merged per chunk); any other reader in one pass.
+    """
+    quant = require("onnxruntime.quantization", "cpu")
+    ort = require("onnxruntime", "cpu")
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
+    with tempfile.TemporaryDirectory(prefix="edge-pct-calib-") as tmp, _quiet_root_warnings():
+        calibrator = quant.create_calibrator(Path(fp32_onnx), ops, str(Path(tmp) / "augmented.onnx"),
+                                             calibrate_method=_ort_method(quant, method))
+        calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path,
+                                                        _session_options(ort, threads, optimize=False),
+                                                        providers=["CPUExecutionProvider"])
+        try:
+            n = len(reader)
+        except (TypeError, NotImplementedError):  # a reader without len/set_range: one pass
+            n = None
+        with contextlib.redirect_stdout(io.StringIO()) as chatter:  # the histogram calibrators print progress
+            for start in range(0, n, chunk) if n is not None else [None]:
+                if start is not None:
+                    reader.set_range(start, min(n, start + chunk))
+                calibrator.collect_data(reader)
+            data = calibrator.compute_data()
+        log.debug("onnxruntime calibrator: %s", chatter.getvalue().strip())
+    return {name: (float(np.min(t.range_value[0])), float(np.max(t.range_value[1]))) for name, t in data.items()}
+
+
+def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = None, method: str = "entropy",
+                 ranges: Mapping[str, tuple[float, float]] | None = None, threads: int | None = None,
+                 exclude: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:
+    """Write the symmetric INT8 Q/DQ model of `fp32_onnx` to `int8_onnx`; returns the ranges used.
+
+    Args:
+        fp32_onnx: an `edge-pct export` image graph (FP32).
+        int8_onnx: output path.
+        reader: a CalibrationDataReader (`reader.calibration_reader`); not needed when `ranges` is given.
+        method: "entropy", "percentile" or "minmax" (ONNX Runtime's calibrators).
+        ranges: {tensor: (min, max)} from an earlier `calibrate_ranges` (reuse: no calibration runs).
+        threads: intra-op threads of the calibration session (default: onnxruntime's choice).
+        exclude: node names kept FP32 (default: `float_nodes(model)`).
+    """
+    quant = require("onnxruntime.quantization", "cpu")
+    onnx = require("onnx", "cpu")
+    check_method(method)
+    if "calibration_cache_path" not in inspect.signature(quant.quantize_static).parameters:
+        version = require("onnxruntime", "cpu").__version__
+        raise MissingDependencyError(f"onnxruntime {version} cannot quantize from precomputed ranges (quantize_static "
+                                     "has no calibration_cache_path): pip install -U onnxruntime (1.32 is tested)")
+    fp32 = onnx.load(str(fp32_onnx))
+    exclude = sorted(float_nodes(fp32) if exclude is None else exclude)
+    if ranges is None:
+        if reader is None:
+            raise ValueError("quantize_qdq needs a calibration reader or precomputed ranges")
+        ranges = calibrate_ranges(fp32_onnx, reader, method, threads)
+    ort_method = _ort_method(quant, method)
+    data = quant.TensorsData(ort_method, {k: quant.TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+                                          for k, (lo, hi) in ranges.items()})
+    with tempfile.TemporaryDirectory(prefix="edge-pct-qdq-") as tmp, _quiet_root_warnings():
+        cache, raw = Path(tmp) / "ranges.json", Path(tmp) / "qdq.onnx"
+        quant.save_tensors_data(data, cache)
+        # An existing range cache makes quantize_static skip its own calibration.
+        quant.quantize_static(str(fp32_onnx), str(raw), None, quant_format=quant.QuantFormat.QDQ, per_channel=True,
+                              activation_type=quant.QuantType.QInt8, weight_type=quant.QuantType.QInt8,
+                              nodes_to_exclude=exclude, calibrate_method=ort_method,
+                              extra_options=dict(_QUANT_OPTIONS), calibration_cache_path=str(cache))
+        model = onnx.load(str(raw))
+    model = _keep_float_boundaries(model, fp32, set(exclude))
+    onnx.checker.check_model(model)
+    facts = qdq_summary(model, exclude)
+    bad = {k: facts[k] for k in ("nonzero_zero_points", "non_int8_zero_points", "qdq_touching_excluded") if facts[k]}
+    if bad:  # an onnxruntime change broke what TensorRT needs: refuse to write the model
+        raise RuntimeError(f"The Q/DQ model of '{fp32_onnx}' violates the INT8 layout ({bad}): onnxruntime "
+                           f"{require('onnxruntime', 'cpu').__version__} quantized differently than expected")
+    Path(int8_onnx).write_bytes(model.SerializeToString())
+    return {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}
+
+
+def _keep_float_boundaries(model: Any, fp32: Any, exclude: set[str]) -> Any:
+    """Remove every Q/DQ pair on an input or output of an excluded node (ONNX Runtime shares one pair among all
+    consumers of a tensor, excluded ones included): excluded nodes get their FP32 tensors (and FP32 weights) back,
+    pairs left without consumers are dropped, then unused initializers and value infos."""
+    graph = model.graph
+    ref = {n.name: n for n in fp32.graph.node}
+    fp_init = {t.name: t for t in fp32.graph.initializer}
+    have_init = {t.name for t in graph.initializer}
+    producer, consumers = _graph_maps(graph)
+    for node in graph.node:
+        if node.name not in exclude:
+            continue
+        for i, name in enumerate(node.input):  # DQ -> excluded node: read the original tensor
+            if name in producer and producer[name].op_type == "DequantizeLinear":
+                orig = ref[node.name].input[i]
+                node.input[i] = orig
+                if orig in fp_init and orig not in have_init:
+                    graph.initializer.append(fp_init[orig])
+                    have_init.add(orig)
+        for out in node.output:  # excluded node -> Q -> DQ -> consumers: consumers read the FP32 output
+            for q in [c for c in consumers[out] if c.op_type == "QuantizeLinear"]:
+                for dq in [c for c in consumers[q.output[0]] if c.op_type == "DequantizeLinear"]:
+                    _rename_input(graph, dq.output[0], out)
+    _prune(graph)
+    return model
+
+
+def _rename_input(graph: Any, old: str, new: str) -> None:
+    for n in graph.node:
+        for i, name in enumerate(n.input):
+            if name == old:
+                n.input[i] = new
+
+
+def _prune(graph: Any) -> None:
+    """Drop Q/DQ nodes whose outputs nothing reads (repeatedly), then unused initializers and value infos."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if n.op_type in QDQ_OPS and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input} | outputs
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
+    produced = {o for n in graph.node for o in n.output}
+    for vi in [vi for vi in graph.value_info if vi.name not in produced]:
+        graph.value_info.remove(vi)
+
+
+def qdq_summary(model: Any, exclude: Iterable[str]) -> dict[str, Any]:
+    """Facts about a Q/DQ model (onnx.ModelProto): quantized activation tensors and weights, Q/DQ node counts, and
+    what must be empty: non-zero zero points, non-INT8 zero points, Q/DQ nodes touching the excluded nodes."""
+    graph = model.graph
+    exclude = set(exclude)
+    producer, consumers = _graph_maps(graph)
+    init = {t.name: t for t in graph.initializer}
+    numpy_helper = require("onnx.numpy_helper", "cpu")
+    qdq = [n for n in graph.node if n.op_type in QDQ_OPS]
+    zero_points = {n.input[2] for n in qdq if len(n.input) > 2}
+    nonzero = sorted(z for z in zero_points if z not in init or np.any(numpy_helper.to_array(init[z])))
+    not_int8 = sorted(z for z in zero_points if z in init and init[z].data_type != _INT8)
+    touching = set()
+    for n in graph.node:
+        if n.name in exclude:
+            touching.update(producer[i].name for i in n.input if i in producer and producer[i].op_type in QDQ_OPS)
+            touching.update(c.name for o in n.output for c in consumers[o] if c.op_type in QDQ_OPS)
+    quantized = {n.input[0] for n in qdq if n.op_type == "QuantizeLinear"}
+    return {"activations": sorted(quantized - set(init)), "weights": sorted(quantized & set(init)),
+            "nonzero_zero_points": nonzero, "non_int8_zero_points": not_int8, "qdq_touching_excluded": sorted(touching),
+            "quantize_nodes": sum(n.op_type == "QuantizeLinear" for n in qdq),
+            "dequantize_nodes": sum(n.op_type == "DequantizeLinear" for n in qdq)}

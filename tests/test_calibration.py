@@ -1,0 +1,343 @@
+"""INT8 calibration of the tiny exported model: Q/DQ placement (FP32 island, quantized convs, zero points 0),
+FP32-vs-INT8 agreement, the TensorRT cache format by hand and round trip, min-max ranges vs a plain ONNX Runtime
+pass, deterministic crop selection, reuse of an earlier calibration, atomic writes and the command's errors."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+from edge_pct.errors import ConfigError, InputFileError  # noqa: E402
+
+ARTIFACTS = ["calib.cache", "model.int8.decoder.onnx", "model.int8.json", "model.int8.onnx", "report.json"]
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+FAST = {"threads": 1, "latency_repeats": 3}  # one core, few timed runs: the numbers only need to exist here
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    from test_export import shared_tiny_export  # one export per session, shared with test_export/test_runtime
+
+    return shared_tiny_export(tmp_path_factory)
+
+
+def _write_coco_set(root, n_images: int = 6) -> tuple:
+    """n_images smooth random 100x120 images with two labeled persons each, and their COCO json."""
+    (root / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i in range(1, n_images + 1):
+        cv2.imwrite(str(root / "img" / f"{i}.jpg"),
+                    cv2.GaussianBlur(rng.integers(0, 255, (120, 100, 3), dtype=np.uint8), (0, 0), 3))
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 120})
+        for x0 in (10, 50):
+            kp = np.stack([np.linspace(x0, x0 + 30, 17), np.linspace(15, 95, 17), np.full(17, 2.0)], 1)
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1, "iscrowd": 0, "bbox": [x0, 15, 30, 80],
+                         "area": 2400.0, "num_keypoints": 17, "keypoints": kp.ravel().tolist()})
+    ann = root / "ann.json"
+    ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
+    return root / "img", ann
+
+
+@pytest.fixture(scope="module")
+def coco_set(tmp_path_factory):
+    return _write_coco_set(tmp_path_factory.mktemp("coco"))
+
+
+@pytest.fixture(scope="module")
+def entropy_run(tiny_export, coco_set, tmp_path_factory):
+    """One entropy calibration with annotations (8 crops, 4 held out), its result and output folder."""
+    from edge_pct.calibration.calibrate import calibrate
+
+    images, ann = coco_set
+    out = tmp_path_factory.mktemp("calib") / "out"
+    res = calibrate(tiny_export["onnx"], images, out, ann=ann, method="entropy", num=8, heldout=4, **FAST)
+    return {"result": res, "out": out, "images": images, "ann": ann}
+
+
+def _maps(graph):
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return producer, consumers
+
+
+def _session(path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def test_importing_the_package_loads_no_onnx_or_onnxruntime():
+    code = ("import sys, edge_pct.calibration, edge_pct.calibration.reader, edge_pct.calibration.qdq, "
+            "edge_pct.calibration.trt_cache, edge_pct.calibration.calibrate; "
+            "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_fp32_island_has_no_qdq_and_convs_are_int8(tiny_export, entropy_run):
+    """LayerNorms, the logits layer, the softmax and the whole decoder after it read and write only FP32 tensors;
+    every Conv reads an INT8-quantized weight and activation."""
+    from edge_pct.calibration.qdq import float_nodes
+
+    fp32 = onnx.load(tiny_export["onnx"])
+    q = onnx.load(entropy_run["result"]["int8_onnx"])
+    keep = set(float_nodes(fp32))
+    fp_producer, fp_consumers = _maps(fp32.graph)
+    softmax = fp_producer["token_probs"]
+    bias_add = fp_producer[softmax.input[0]]
+    logits = fp_producer[bias_add.input[0]]
+    v = {t.name: t.dims for t in fp32.graph.initializer}[logits.input[1]][-1]
+    assert softmax.op_type == "Softmax" and logits.op_type in ("MatMul", "Gemm") and v == 64  # the V-way cls_pred
+    downstream, todo = set(), [softmax]
+    while todo:
+        for c in [c for o in todo.pop().output for c in fp_consumers.get(o, [])]:
+            if c.name not in downstream:
+                downstream.add(c.name)
+                todo.append(c)
+    layer_norms = {n.name for n in fp32.graph.node if n.op_type == "LayerNormalization"}
+    assert len(layer_norms) == 7 and "MatMul" in {n.op_type for n in fp32.graph.node if n.name in downstream}
+    assert {softmax.name, bias_add.name, logits.name} | downstream | layer_norms <= keep
+    producer, consumers = _maps(q.graph)
+    island = [n for n in q.graph.node if n.name in keep]
+    assert len(island) == len(keep)
+    for n in island:
+        assert not [i for i in n.input if i in producer and producer[i].op_type in QDQ], n.name
+        assert not [c for o in n.output for c in consumers.get(o, []) if c.op_type in QDQ], n.name
+    init = {t.name: t for t in q.graph.initializer}
+    convs = [n for n in q.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 54
+    for n in convs:
+        x, w = producer[n.input[0]], producer[n.input[1]]
+        assert x.op_type == "DequantizeLinear" and producer[x.input[0]].op_type == "QuantizeLinear"
+        assert w.op_type == "DequantizeLinear" and producer[w.input[0]].op_type == "QuantizeLinear"
+        assert init[producer[w.input[0]].input[0]].data_type == onnx.TensorProto.FLOAT  # FP32 -> Q -> DQ weight
+        assert numpy_helper.to_array(init[w.input[1]]).size > 1  # per-channel weight scales
+        assert len(n.input) < 3 or n.input[2] in init  # FP32 bias, no INT32 DequantizeLinear (TensorRT rejects it)
+    # graph inputs and outputs stay float32
+    assert [o.name for o in q.graph.output] == ["joints", "confidence", "token_probs"]
+    assert all(producer[o.name].op_type not in QDQ for o in q.graph.output)
+
+
+def test_all_zero_points_are_int8_zeros(entropy_run):
+    q = onnx.load(entropy_run["result"]["int8_onnx"])
+    init = {t.name: t for t in q.graph.initializer}
+    nodes = [n for n in q.graph.node if n.op_type in QDQ]
+    assert len(nodes) > 100
+    for n in nodes:
+        zp = init[n.input[2]]
+        assert zp.data_type == onnx.TensorProto.INT8 and not numpy_helper.to_array(zp).any(), n.name
+
+
+def test_int8_model_runs_and_agrees_with_fp32(tiny_export, entropy_run):
+    """The INT8 model loads in the runtime's ONNX Runtime backend and its joints follow FP32 (48x64 crops)."""
+    from edge_pct.engines.runtime import OnnxRuntimeBackend
+
+    res = entropy_run["result"]
+    agree = res["fp32_vs_int8"]
+    print(f"int8 vs fp32 on {agree['crops']} held-out crops: mean {agree['joints_mean_px']:.3f} px, "
+          f"p95 {agree['joints_p95_px']:.3f} px, max {agree['joints_max_px']:.3f} px; latency ms {agree['latency_ms']}")
+    assert agree["on"] == "heldout" and agree["crops"] == 4
+    assert agree["joints_mean_px"] < 1.0 and agree["joints_p95_px"] < 3.0
+    assert set(agree["latency_ms"]["fp32"]) == set(agree["latency_ms"]["int8"]) == {"1", "4"}
+    assert all(v > 0 for v in agree["latency_ms"]["int8"].values())
+    assert 0 <= agree["coco"]["ap_fp32"] <= 1 and agree["coco"]["persons"] == 4
+    int8 = OnnxRuntimeBackend(res["int8_onnx"], ["CPUExecutionProvider"], threads=1)
+    fp32 = OnnxRuntimeBackend(tiny_export["onnx"], ["CPUExecutionProvider"], threads=1)
+    assert int8.precision == "int8" and fp32.precision == "fp32"
+    x = np.random.default_rng(3).uniform(0, 255, (3, 3, 64, 48)).astype(np.float32)
+    got, want = int8(x), fp32(x)
+    assert np.linalg.norm(got["joints"] - want["joints"], axis=-1).mean() < 1.0
+    np.testing.assert_allclose(got["token_probs"].sum(-1), 1.0, atol=1e-5)  # softmax stays FP32
+    np.testing.assert_allclose(int8.decode(got["token_probs"]), got["joints"], atol=1e-3)  # FP32 decoder
+
+
+def test_artifacts_report_sidecar_and_cache(tiny_export, entropy_run):
+    from edge_pct.calibration.trt_cache import read_cache, trt_scale
+
+    out, res = entropy_run["out"], entropy_run["result"]
+    assert sorted(p.name for p in out.iterdir()) == ARTIFACTS  # no staging folder or .tmp left
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "entropy" and report["num"] == 8 and report["heldout"] == 4 and not report["reused"]
+    assert report["calibration_s"] > 0 and report["fingerprint"] == res["fingerprint"]
+    assert report["ranges"] == res["ranges"] and report["cache"]["header"] == "TRT-8601-EntropyCalibration2"
+    side = json.loads((out / "model.int8.json").read_text())
+    assert side["precision"] == "int8" and side["onnx"] == "model.int8.onnx"
+    assert side["decoder_onnx"] == "model.int8.decoder.onnx" and side["calibration"]["method"] == "entropy"
+    assert (out / "calib.cache").read_text().splitlines()[0] == "TRT-8601-EntropyCalibration2"
+    cache = read_cache(out / "calib.cache")
+    assert (cache.version, cache.algorithm) == (8601, "EntropyCalibration2")
+    fp32_tensors = {o for n in onnx.load(tiny_export["onnx"]).graph.node for o in (*n.input, *n.output)}
+    assert set(cache.scales) <= set(res["ranges"]) & fp32_tensors and len(cache.scales) > 50
+    assert "token_probs" not in cache.scales and "joints" not in cache.scales  # the FP32 island has no scales
+    for name, scale in cache.scales.items():
+        assert scale == trt_scale(*res["ranges"][name])
+
+
+def test_cache_line_by_hand_and_round_trip(tmp_path):
+    from edge_pct.calibration.trt_cache import format_cache, read_cache, trt_scale, write_cache
+
+    # range (-2.54, 1.0): abs-max 2.54 / 127 = 0.02 (ONNX Runtime's table would take max(hi, lo) = 1.0)
+    assert struct.pack(">f", 0.02).hex() == "3ca3d70a"
+    assert format_cache({"x": (-2.54, 1.0)}) == "TRT-8601-EntropyCalibration2\nx: 3ca3d70a\n"
+    assert format_cache({"x": (-2.54, 1.0)}, version=100300).startswith("TRT-100300-EntropyCalibration2\n")
+    ranges = {"images": (0.0, 255.0), "a/b:0": (-1e-3, 5e-4), "zero": (0.0, 0.0), "neg": (-7.5, -0.25)}
+    path = write_cache(tmp_path / "calib.cache", ranges, version=8502)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.cache"]
+    cache = read_cache(path)
+    assert (cache.version, cache.algorithm) == (8502, "EntropyCalibration2")
+    assert cache.scales == {k: trt_scale(*v) for k, v in ranges.items()}
+    assert cache.scales["zero"] == 1.0 and cache.scales["neg"] == np.float32(7.5 / 127)
+    assert all(len(line.rsplit(": ", 1)[1]) == 8 for line in path.read_text().splitlines()[1:])
+    (tmp_path / "bad.cache").write_text("calibration table\nx: 1.0\n")
+    with pytest.raises(InputFileError, match="not a TensorRT calibration cache"):
+        read_cache(tmp_path / "bad.cache")
+    (tmp_path / "bad2.cache").write_text("TRT-8601-EntropyCalibration2\nx: zz\n")
+    with pytest.raises(InputFileError, match="line 2"):
+        read_cache(tmp_path / "bad2.cache")
+
+
+def test_minmax_ranges_match_a_plain_onnxruntime_pass(tiny_export, coco_set):
+    """Oracle: every calibrated tensor made a graph output, one ONNX Runtime run per batch, np.min / np.max."""
+    from edge_pct.calibration.qdq import calibrate_ranges
+    from edge_pct.calibration.reader import calibration_reader, cut_crops, select_samples
+    from edge_pct.processing import to_model_input
+
+    sel = select_samples(coco_set[0], num=6, heldout=0, ann=coco_set[1], seed=1)
+    crops = cut_crops(sel.calib, (48, 64))
+    ranges = calibrate_ranges(tiny_export["onnx"], calibration_reader(crops, "images", 2), "minmax", threads=1,
+                              chunk=2)
+    model = onnx.load(tiny_export["onnx"])
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                              for t in sorted(ranges) if t not in have)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    outs = [dict(zip(names, sess.run(None, {"images": to_model_input(crops[s:s + 2])}), strict=True))
+            for s in range(0, len(crops), 2)]
+    assert len(ranges) > 100 and "div" in ranges and "token_probs" in ranges
+    for t, (lo, hi) in ranges.items():
+        assert lo == min(float(o[t].min()) for o in outs) and hi == max(float(o[t].max()) for o in outs), t
+
+
+def test_crop_selection_is_seeded_and_splits_by_image(coco_set, tmp_path):
+    from edge_pct.calibration.reader import CropBatches, cut_crops, select_samples
+
+    images, ann = coco_set
+    a, b = select_samples(images, 5, 3, ann, seed=0), select_samples(images, 5, 3, ann, seed=0)
+    assert a == b and len(a.calib) == 5 and len(a.heldout) == 3 and a.source == "annotations"
+    assert {s.path for s in a.calib}.isdisjoint({s.path for s in a.heldout})
+    assert select_samples(images, 5, 3, ann, seed=1) != a
+    assert all(s.padding == 1.25 and s.box is not None for s in a.calib)
+    big = select_samples(images, 100, 0, ann)  # fewer candidates than asked: all of them, no repeats
+    assert len(big.calib) == 12 == len(set(big.calib))
+    frames = select_samples(images, 4, 2)
+    assert frames.source == "frames" and len(frames.calib) == 4 and len(frames.heldout) == 2
+    assert all(s.box is None and s.padding == 1.0 for s in frames.calib)
+    crops = cut_crops(frames.calib, (48, 64))
+    assert crops.shape == (4, 64, 48, 3) and crops.dtype == np.uint8 and crops.any()
+    batches = CropBatches(crops[:3], batch=2, fixed=True)  # a fixed-batch graph gets full batches, padded
+    first, last = batches.next_batch(), batches.next_batch()
+    assert first.shape == last.shape == (2, 3, 64, 48) and batches.next_batch() is None
+    np.testing.assert_array_equal(last[0], last[1])
+    assert len(CropBatches(crops[:3], batch=2)) == 2 and CropBatches(crops[:3], 2).item(1).shape[0] == 1
+
+
+def test_command_reuses_an_identical_calibration(tiny_export, coco_set, tmp_path, capsys):
+    """Whole frames, min-max, via the CLI: a second identical run reuses the ranges; another --num does not."""
+    from edge_pct.cli import main
+
+    args = ["calibrate", "--onnx", str(tiny_export["onnx"]), "--images", str(coco_set[0]), "--out",
+            str(tmp_path / "c"), "--method", "minmax", "--num", "3", "--threads", "1"]
+    assert main([*args, "--json", str(tmp_path / "r.json")]) == 0
+    first = json.loads((tmp_path / "r.json").read_text())
+    assert json.loads(capsys.readouterr().out) == first  # stdout is exactly the result
+    assert first["source"] == "frames" and not first["reused"] and first["num"] == 3 and "coco" not in first[
+        "fp32_vs_int8"]
+    cache = (tmp_path / "c" / "calib.cache").read_bytes()
+    assert main([*args, "--json", str(tmp_path / "r2.json")]) == 0
+    second = json.loads((tmp_path / "r2.json").read_text())
+    assert json.loads(capsys.readouterr().out) == second
+    assert second["reused"] and second["ranges"] == first["ranges"]
+    assert second["calibration_s"] == first["calibration_s"] and second["fingerprint"] == first["fingerprint"]
+    assert (tmp_path / "c" / "calib.cache").read_bytes() == cache
+    assert main([*args[:-4], "--num", "2", "--threads", "1", "--trt-version", "100300"]) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert not third["reused"] and third["fingerprint"] != first["fingerprint"]
+    assert (tmp_path / "c" / "calib.cache").read_text().startswith("TRT-100300-EntropyCalibration2\n")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ARTIFACTS
+
+
+def test_failed_run_keeps_the_previous_artifacts(tiny_export, coco_set, tmp_path, monkeypatch):
+    import edge_pct.calibration.calibrate as cal
+
+    out = tmp_path / "c"
+    cal.calibrate(tiny_export["onnx"], coco_set[0], out, method="minmax", num=2, heldout=1, **FAST)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("measurement failed")
+
+    monkeypatch.setattr(cal, "_measure", boom)
+    with pytest.raises(RuntimeError, match="measurement failed"):
+        cal.calibrate(tiny_export["onnx"], coco_set[0], out, method="percentile", num=2, heldout=1, **FAST)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(RuntimeError):
+        cal.calibrate(tiny_export["onnx"], coco_set[0], tmp_path / "new", method="minmax", num=2, **FAST)
+    assert not (tmp_path / "new").exists()
+
+
+def test_help_and_one_line_errors(tiny_export, coco_set, tmp_path, capsys):
+    from edge_pct.calibration.calibrate import calibrate
+    from edge_pct.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["calibrate", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert all(opt in text for opt in ("--onnx", "--images", "--out", "--ann", "--method", "--num", "--json"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "m.onnx").write_bytes(b"not an onnx model")
+    (tmp_path / "bad" / "m.json").write_text(tiny_export["sidecar"].read_text())
+    onnx_path, images = str(tiny_export["onnx"]), str(coco_set[0])
+    cases = [([str(tmp_path / "missing.onnx"), images], "edge-pct export"),
+             ([str(tmp_path / "bad" / "m.onnx"), images], "corrupt"),
+             ([onnx_path, str(tmp_path / "empty")], "No images"),
+             ([onnx_path, str(tmp_path / "nope")], "not found")]
+    for (model, imgs), words in cases:
+        assert main(["calibrate", "--onnx", model, "--images", imgs, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("edge-pct calibrate: error:") and words in err, err
+    assert main(["calibrate", "--onnx", onnx_path, "--images", images, "--out", str(tmp_path / "o"),
+                 "--ann", str(tmp_path / "none.json")]) == 2
+    assert "Annotation file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse choices
+        main(["calibrate", "--onnx", onnx_path, "--images", images, "--out", str(tmp_path / "o"), "--method", "kl"])
+    assert e.value.code == 2
+    with pytest.raises(ConfigError, match="Did you mean 'entropy'"):
+        calibrate(onnx_path, images, tmp_path / "o", method="entropie")
+    with pytest.raises(ConfigError, match="--num"):
+        calibrate(onnx_path, images, tmp_path / "o", num=0)
+    assert not (tmp_path / "o").exists()
+    capsys.readouterr()
