@@ -25,6 +25,7 @@ import numpy as np
 
 from edge_pct._optional import require
 from edge_pct.errors import ConfigError, InputFileError
+from edge_pct.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,6 @@ _DROP_FROM_SIDECAR = ("max_abs_diff_vs_torch", "decoder_max_abs_diff", "confiden
                       "token_probs_max_abs_diff", "parity_batch")
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_inputs(onnx_path: Path, method: str, num: int, heldout: int, out_dir: Path) -> dict[str, Any]:
@@ -73,7 +68,7 @@ def _check_inputs(onnx_path: Path, method: str, num: int, heldout: int, out_dir:
 def _fingerprint(onnx_sha: str, selection: Any, images: Path, ann: Path | None, method: str, num: int,
                  heldout: int, seed: int) -> str:
     ort = require("onnxruntime", "cpu")
-    payload = {"onnx_sha256": onnx_sha, "ann_sha256": _sha256(ann) if ann else None, "method": method, "num": num,
+    payload = {"onnx_sha256": onnx_sha, "ann_sha256": file_sha256(ann) if ann else None, "method": method, "num": num,
                "heldout": heldout, "seed": seed, "crops": selection.describe(images), "onnxruntime": ort.__version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -123,7 +118,7 @@ def calibrate(onnx: str | Path, images: str | Path, out_dir: str | Path, ann: st
                              "--ann to calibrate on whole frames")
     selection = select_samples(images, num, heldout, ann, seed)
     input_size = tuple(meta["input_size"])
-    onnx_sha = _sha256(onnx_path)
+    onnx_sha = file_sha256(onnx_path)
     fingerprint = _fingerprint(onnx_sha, selection, images, ann, method, num, heldout, seed)
     previous = _previous_ranges(out_dir, fingerprint)
     created = not out_dir.exists()

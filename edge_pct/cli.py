@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from edge_pct import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
@@ -21,11 +20,9 @@ def _write_json(path: str | None, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2)
     print(text)
     if path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(p)
+        from edge_pct.files import write_text_atomic
+
+        write_text_atomic(path, text + "\n")
 
 
 def _cmd_train_tokenizer(args: argparse.Namespace) -> int:

@@ -273,7 +273,6 @@ def save_config(cfg: Any, path: str | Path) -> None:
     """Write a config dataclass to TOML (atomically: temp name, then rename)."""
     import tomli_w
 
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(tomli_w.dumps(config_to_dict(cfg)))
-    tmp.replace(p)
+    from edge_pct.files import write_text_atomic
+
+    write_text_atomic(path, tomli_w.dumps(config_to_dict(cfg)))

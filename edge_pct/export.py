@@ -34,6 +34,7 @@ from torch import nn
 
 from edge_pct._optional import require
 from edge_pct.errors import ConfigError
+from edge_pct.files import file_sha256, write_atomic
 from edge_pct.models.classifier import PoseClassifier
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
 
     dec_path, side_path = decoder_path(out), sidecar_path(out)
     sidecar = _sidecar(model, out, checkpoint, batch, opset, parity, precision)
-    _write_atomic([(out, graph_bytes), (dec_path, decoder_bytes),
+    write_atomic([(out, graph_bytes), (dec_path, decoder_bytes),
                    (side_path, (json.dumps(sidecar, indent=2) + "\n").encode())])
     return {"onnx": str(out), "decoder_onnx": str(dec_path), "sidecar": str(side_path), **parity,
             "batch": batch, "opset": opset, "precision": precision, "input_size": [w, h], "checkpoint": str(checkpoint)}
@@ -233,7 +234,6 @@ def _sidecar(model: PoseClassifier, out: Path, checkpoint: str | Path, batch: in
     from edge_pct import __version__
     from edge_pct.config import config_to_dict
     from edge_pct.models.factory import ClassifierCheckpointConfig
-    from edge_pct.train.checkpoint import file_sha256
 
     w, h = model.cfg.input_size
     tcfg = model.tokenizer.cfg
@@ -330,16 +330,3 @@ def _parity(model: PoseClassifier, graph: bytes, decoder: bytes, images: torch.T
             "confidence_max_abs_diff": diff(conf, ref[1]), "token_probs_max_abs_diff": diff(probs, ref[2]),
             "parity_batch": len(images)}
 
-
-def _write_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
-    """Write every file under a temporary name first, then rename them all: no half-written artifact."""
-    tmps = [p.with_name(p.name + ".tmp") for p, _ in files]
-    try:
-        for (p, data), tmp in zip(files, tmps, strict=True):
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-        for (p, _), tmp in zip(files, tmps, strict=True):
-            tmp.replace(p)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)

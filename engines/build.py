@@ -11,7 +11,6 @@ TensorRT Python API: https://docs.nvidia.com/deeplearning/tensorrt/latest/_stati
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 
 from edge_pct.engines import _trt
 from edge_pct.errors import ConfigError, InputFileError
+from edge_pct.files import file_sha256, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,6 @@ def gpu_info() -> dict[str, str | None]:
     return {"name": None, "compute_capability": None}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_args(precision: str, workspace_gb: float, max_batch: int, out: Path) -> None:
@@ -142,17 +136,6 @@ def _read_sidecar(onnx: Path) -> dict[str, Any] | None:
         raise InputFileError(f"Sidecar '{side}' is corrupt ({e}): re-export with `edge-pct export --out {onnx}`") from e
 
 
-def _write_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
-    tmps = [p.with_name(p.name + ".tmp") for p, _ in files]
-    try:
-        for (p, data), tmp in zip(files, tmps, strict=True):
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-        for (p, _), tmp in zip(files, tmps, strict=True):
-            tmp.replace(p)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
 
 
 def build_engine(onnx: str | Path, precision: str, out: str | Path | None = None, workspace_gb: float = 2.0,
@@ -204,14 +187,14 @@ def build_engine(onnx: str | Path, precision: str, out: str | Path | None = None
                 "sidecar": _read_sidecar(onnx),
                 "versions": {"edge_pct": _edge_pct_version(), "tensorrt": trt.__version__}}
     mpath = manifest_path(out)
-    _write_atomic([(out, blob), (mpath, (json.dumps(manifest, indent=2) + "\n").encode())])
+    write_atomic([(out, blob), (mpath, (json.dumps(manifest, indent=2) + "\n").encode())])
     return {"engine": str(out), "manifest": str(mpath), "build_s": build_s}
 
 
 def _provenance(onnx: Path, precision: str, qdq: bool, calib: Path | None) -> dict[str, Any]:
     """Manifest fields naming the sources: the ONNX (path as given, absolute, sha256), precision, INT8 mode."""
     int8_mode = ("qdq" if qdq else "cache") if precision == "int8" else None  # "cache": implicit, TensorRT <= 10
-    return {"onnx": str(onnx), "onnx_abspath": str(onnx.resolve()), "onnx_sha256": _sha256(onnx),
+    return {"onnx": str(onnx), "onnx_abspath": str(onnx.resolve()), "onnx_sha256": file_sha256(onnx),
             "precision": precision, "int8_calibration": int8_mode,
             "calib_cache": str(calib) if calib is not None and int8_mode == "cache" else None}
 

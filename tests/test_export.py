@@ -109,8 +109,8 @@ def test_dynamic_batch_matches_torch_at_batch_1_and_3(tiny_export):
 
 def test_sidecar_describes_the_graphs(tiny_export):
     from edge_pct import __version__
+    from edge_pct.files import file_sha256
     from edge_pct.keypoints import COCO17_NAMES
-    from edge_pct.train.checkpoint import file_sha256
 
     side = json.loads(tiny_export["sidecar"].read_text())
     assert side["onnx"] == "tiny.onnx" and side["decoder_onnx"] == "tiny.decoder.onnx"
@@ -189,11 +189,11 @@ def test_bad_checkpoints_and_arguments_are_edge_pct_errors(tmp_path):
 
 
 def test_failed_write_leaves_no_partial_files(tmp_path):
-    from edge_pct.export import _write_atomic
+    from edge_pct.files import write_atomic
 
     (tmp_path / "blocker").write_text("a file where a folder should be")
     with pytest.raises(OSError):
-        _write_atomic([(tmp_path / "a.onnx", b"1"), (tmp_path / "blocker" / "b.onnx", b"2")])
+        write_atomic([(tmp_path / "a.onnx", b"1"), (tmp_path / "blocker" / "b.onnx", b"2")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
 
 

@@ -6,7 +6,6 @@ plus, for resumable training checkpoints, "train_state". Writes are atomic (temp
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 
 from edge_pct.config import TokenizerConfig, config_from_dict, config_to_dict
 from edge_pct.errors import InputFileError
+from edge_pct.files import file_sha256
 
 
 def save_checkpoint(path: str | Path, kind: str, config: Any, model: torch.nn.Module, meta: dict | None = None,
@@ -64,13 +64,6 @@ def load_tokenizer(path: str | Path) -> torch.nn.Module:
     return model.eval()
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file (recorded in sidecars as the parent artifact's id)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def ship_weights(src: str | Path, dst: str | Path, provenance: dict[str, Any]) -> Path:

@@ -1,0 +1,35 @@
+"""Artifact file helpers: atomic writes (temp name, then rename: nothing half-written) and sha256 ids."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def write_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write every file under a temporary name first, then rename them all; temp files never outlive a failure."""
+    tmps = [Path(p).with_name(Path(p).name + ".tmp") for p, _ in files]
+    try:
+        for (p, data), tmp in zip(files, tmps, strict=True):
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+        for (p, _), tmp in zip(files, tmps, strict=True):
+            tmp.replace(p)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """One text file, atomically."""
+    write_atomic([(Path(path), text.encode())])
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file (recorded in sidecars as the parent artifact's id)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
