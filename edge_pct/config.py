@@ -48,6 +48,10 @@ class TokenizerConfig:
     # A code whose EMA usage falls below this many assignments per step is restarted from an encoder output.
     dead_code_threshold: float = 0.03
     input_size: tuple[int, int] = (192, 256)  # crop (width, height) in pixels
+    # Coordinates inside the model are (px - crop centre) / (crop height / 2) * coord_scale, in and out.
+    # At 1.0 a pixel is 1/128 unit and the tokenizer learns precision far more slowly (measured: AP 0.39 vs 0.61
+    # after 400 iterations); the paper feeds raw 256-crop pixels, i.e. about 128.
+    coord_scale: float = 64.0
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,10 @@ class PoseTokenizer(nn.Module):
 
     # -- coordinate frame -------------------------------------------------------------------------
     def _normalize(self, joints: torch.Tensor) -> torch.Tensor:
-        return (joints - self.crop_size / 2) / (self.crop_size[1] / 2)
+        return (joints - self.crop_size / 2) / (self.crop_size[1] / 2) * self.cfg.coord_scale
 
     def _denormalize(self, coords: torch.Tensor) -> torch.Tensor:
-        return coords * (self.crop_size[1] / 2) + self.crop_size / 2
+        return coords / self.cfg.coord_scale * (self.crop_size[1] / 2) + self.crop_size / 2
 
     # -- encoder ----------------------------------------------------------------------------------
     def encode_features(self, joints: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:

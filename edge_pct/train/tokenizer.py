@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_pct.config import RunConfig, TokenizerTrainConfig, config_to_dict
+from edge_pct.config import RunConfig, TokenizerConfig, TokenizerTrainConfig, config_from_dict, config_to_dict
 from edge_pct.data.coco import PoseSet, load_poses
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
 from edge_pct.errors import InputFileError
@@ -87,7 +87,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
     last = out / "last.pt"
     if last.exists():
         blob = read_checkpoint(last, "tokenizer")
-        if blob["config"] != config_to_dict(cfg.tokenizer):
+        if config_from_dict(TokenizerConfig, blob["config"]) != cfg.tokenizer:
             raise InputFileError(f"'{last}' was trained with another tokenizer config: use a new --out directory")
         model.load_state_dict(blob["state_dict"])
         opt.load_state_dict(blob["train_state"]["optimizer"])
@@ -95,7 +95,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
         log.info("resuming from %s at iteration %d", last, start_it)
     elif init is not None:
         blob = read_checkpoint(init, "tokenizer")
-        if blob["config"] != config_to_dict(cfg.tokenizer):
+        if config_from_dict(TokenizerConfig, blob["config"]) != cfg.tokenizer:
             raise InputFileError(f"--init '{init}' has another tokenizer config than this run: pass the same --config")
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
         log.info("starting from the weights of %s", init)
