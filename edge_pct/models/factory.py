@@ -42,14 +42,8 @@ def build_classifier(cfg: ModelConfig, tokenizer: PoseTokenizer) -> PoseClassifi
 
 def load_classifier(path: str | Path) -> PoseClassifier:
     """Rebuild a trained image model (eval mode, fp32) from its checkpoint."""
-    from edge_pct.train.checkpoint import read_checkpoint
+    from edge_pct.train.checkpoint import load_weights, read_checkpoint
 
     blob = read_checkpoint(path, "classifier")
     cfg = config_from_dict(ClassifierCheckpointConfig, blob["config"])
-    model = PoseClassifier(cfg.model, PoseTokenizer(cfg.tokenizer))
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise InputFileError(f"'{path}' does not match its embedded model config: {str(e).splitlines()[0]}") from e
-    return model.eval()
+    return load_weights(PoseClassifier(cfg.model, PoseTokenizer(cfg.tokenizer)), blob, path)

@@ -55,12 +55,16 @@ def load_tokenizer(path: str | Path) -> torch.nn.Module:
     from edge_pct.models.tokenizer import PoseTokenizer
 
     blob = read_checkpoint(path, "tokenizer")
-    model = PoseTokenizer(config_from_dict(TokenizerConfig, blob["config"]))
+    return load_weights(PoseTokenizer(config_from_dict(TokenizerConfig, blob["config"])), blob, path)
+
+
+def load_weights(model: torch.nn.Module, blob: dict, path: str | Path) -> torch.nn.Module:
+    """Load a checkpoint's state dict (fp16 storage cast to fp32) into `model`; eval mode."""
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise InputFileError(f"'{path}' does not match its embedded tokenizer config: {str(e).splitlines()[0]}") from e
+        raise InputFileError(f"'{path}' does not match its embedded config: {str(e).splitlines()[0]}") from e
     return model.eval()
 
 
