@@ -16,6 +16,7 @@ import numpy as np
 
 from edge_pct.data.topdown import PersonSet
 from edge_pct.data.transforms import PoseAugment, sample_crop_params
+from edge_pct.errors import InputFileError
 from edge_pct.processing import apply_affine, invert_affine, warp_crops
 
 # LSP PCK normalisation: torso = distance between the left shoulder and the right hip (COCO indices).
@@ -104,8 +105,6 @@ def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25) -
     for path, idx in by_image.items():
         image = cv2.imread(path)
         if image is None:
-            from edge_pct.errors import InputFileError
-
             raise InputFileError(f"Cannot read image '{path}': check --images / the dataset folder")
         crops = warp_crops(image, mats[idx], est.input_size)
         t0 = time.perf_counter()

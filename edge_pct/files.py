@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from edge_pct.errors import InputFileError
 
 
 def write_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
@@ -33,3 +37,18 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_json_artifact(path: Path, what: str, required: set[str], writer: str, fix: str) -> dict[str, Any]:
+    """A sidecar / manifest json that must exist, parse and hold `required` keys (as `writer` writes it);
+    else InputFileError naming `fix`."""
+    if not path.is_file():
+        raise InputFileError(f"{what} '{path}' not found: {fix}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputFileError(f"{what} '{path}' is corrupt ({e}): {fix}") from e
+    missing = sorted(required - set(data)) if isinstance(data, dict) else sorted(required)
+    if missing:
+        raise InputFileError(f"{what} '{path}' lacks {missing}: it was not written by {writer}; {fix}")
+    return data

@@ -11,7 +11,6 @@ ONNX Runtime execution providers: https://onnxruntime.ai/docs/execution-provider
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from edge_pct._optional import require
 from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError
+from edge_pct.files import read_json_artifact
 
 if TYPE_CHECKING:
     from edge_pct.models.classifier import PoseClassifier
@@ -131,16 +131,7 @@ def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
     fix = f"run `edge-pct export --checkpoint PT --out {path}`"
     if not path.is_file():
         raise InputFileError(f"ONNX model '{path}' not found: {fix}")
-    if not side.is_file():
-        raise InputFileError(f"Sidecar '{side}' of '{path}' not found (input size, batch, decoder): {fix}")
-    try:
-        meta = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"Sidecar '{side}' is corrupt ({e}): {fix}") from e
-    missing = [k for k in _SIDECAR_KEYS if not isinstance(meta, dict) or k not in meta]
-    if missing:
-        raise InputFileError(f"Sidecar '{side}' lacks {missing}: it was not written by this edge-pct; {fix}")
-    return meta
+    return read_json_artifact(side, "Sidecar", set(_SIDECAR_KEYS), "`edge-pct export`", fix)
 
 
 def select_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:

@@ -11,7 +11,6 @@ samples/python/common_runtime.py; version-dependent calls go through `_trt`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from edge_pct.engines import _trt
 from edge_pct.engines.build import gpu_info, manifest_path
 from edge_pct.errors import EdgePctError, InputFileError
+from edge_pct.files import read_json_artifact
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,7 @@ def read_manifest(engine: str | Path) -> dict[str, Any]:
     if not engine.is_file():
         raise InputFileError(f"TensorRT engine '{engine}' not found: build it with `edge-pct build --onnx ONNX "
                              f"--precision fp16 --out {engine}`")
-    if not path.is_file():
-        raise InputFileError(f"Manifest '{path}' of engine '{engine}' not found (TensorRT version, GPU): {fix}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"Manifest '{path}' is corrupt ({e}): {fix}") from e
-    if not isinstance(manifest, dict) or not {"tensorrt", "precision", "gpu"} <= set(manifest):
-        raise InputFileError(f"Manifest '{path}' was not written by `edge-pct build`: {fix}")
-    return manifest
+    return read_json_artifact(path, "Manifest", {"tensorrt", "precision", "gpu"}, "`edge-pct build`", fix)
 
 
 def check_manifest(manifest: Mapping[str, Any], engine: str | Path, tensorrt_version: str,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,3 +25,18 @@ def tiny_tokenizer_cfg():
     from edge_pct.config import TOKENIZER_VARIANTS
 
     return TOKENIZER_VARIANTS["pct-tiny"]
+
+
+def write_one_person_coco(folder: Path, image: np.ndarray) -> Path:
+    """A COCO keypoints set in `folder`: image `1.jpg` (100x100) with one 17-joint person; returns the json path."""
+    import cv2
+
+    cv2.imwrite(str(folder / "1.jpg"), image)
+    kp = np.stack([np.linspace(30, 60, 17), np.linspace(20, 80, 17), np.full(17, 2.0)], 1)
+    ann = {"images": [{"id": 1, "file_name": "1.jpg", "width": 100, "height": 100}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [30, 20, 30, 60],
+                            "area": 900.0, "num_keypoints": 17, "keypoints": kp.ravel().tolist()}],
+           "categories": [{"id": 1, "name": "person"}]}
+    path = folder / "ann.json"
+    path.write_text(json.dumps(ann))
+    return path

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, require_data
+from conftest import SHARED_DATA, require_data, write_one_person_coco
 from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
 from edge_pct.evaluate import Estimator, pck, predict_persons, torch_estimator
 from edge_pct.processing import apply_affine, invert_affine, warp_crops
@@ -118,13 +118,7 @@ def test_eval_command_on_a_synthetic_coco_set(tmp_path, capsys):
     from edge_pct.train.checkpoint import save_checkpoint
     from edge_pct.train.classifier import _ckpt_config
 
-    cv2.imwrite(str(tmp_path / "1.jpg"), np.full((100, 100, 3), 90, np.uint8))
-    kp = np.stack([np.linspace(30, 60, 17), np.linspace(20, 80, 17), np.full(17, 2.0)], 1)
-    ann = {"images": [{"id": 1, "file_name": "1.jpg", "width": 100, "height": 100}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [30, 20, 30, 60],
-                            "area": 900.0, "num_keypoints": 17, "keypoints": kp.ravel().tolist()}],
-           "categories": [{"id": 1, "name": "person"}]}
-    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    write_one_person_coco(tmp_path, np.full((100, 100, 3), 90, np.uint8))
     tcfg = dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128))
     model = PoseClassifier(TINY, PoseTokenizer(tcfg).eval()).eval()
     ckpt = save_checkpoint(tmp_path / "m.pt", "classifier", _ckpt_config(model), model)

@@ -9,10 +9,10 @@ import shutil
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
+from conftest import write_one_person_coco
 from edge_pct.engines.runtime import BACKENDS, PoseBackend, create_backend, select_providers
 from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError
 
@@ -119,13 +119,7 @@ def test_eval_command_with_an_onnx_model(tiny_export, tmp_path, capsys):
     """`edge-pct eval --model tiny.onnx` scores the same as the checkpoint it was exported from."""
     from edge_pct.cli import main
 
-    cv2.imwrite(str(tmp_path / "1.jpg"), np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8))
-    kp = np.stack([np.linspace(30, 60, 17), np.linspace(20, 80, 17), np.full(17, 2.0)], 1)
-    ann = {"images": [{"id": 1, "file_name": "1.jpg", "width": 100, "height": 100}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [30, 20, 30, 60],
-                            "area": 900.0, "num_keypoints": 17, "keypoints": kp.ravel().tolist()}],
-           "categories": [{"id": 1, "name": "person"}]}
-    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    write_one_person_coco(tmp_path, np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8))
     results = {}
     for model in (tiny_export["onnx"], tiny_export["checkpoint"]):
         assert main(["eval", "--model", str(model), "--coco-ann", str(tmp_path / "ann.json"),

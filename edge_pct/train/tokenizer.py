@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edge_pct.config import RunConfig, TokenizerConfig, TokenizerTrainConfig, config_from_dict, config_to_dict
-from edge_pct.data.coco import PoseSet, load_poses
+from edge_pct.data.coco import PoseSet, load_coco_json, load_poses
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
 from edge_pct.errors import InputFileError
 from edge_pct.models.codebook import usage_stats
@@ -77,6 +77,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     poses = load_poses(poses_path)
+    val_poses = load_coco_json(val_ann) if val_ann is not None else None  # read once, scored at every checkpoint
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = PoseTokenizer(cfg.tokenizer)
@@ -135,8 +136,8 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
                          stats["perplexity"], stats["codes_used"])
             if (it + 1) % t.checkpoint_every == 0:
                 checkpoint(it + 1)
-                if val_ann is not None:
-                    _log_val(model, val_ann, it + 1, log_file)
+                if val_poses is not None:
+                    _log_val(model, val_ann, val_poses, it + 1, log_file)
             if t.max_minutes and elapsed / 60 >= t.max_minutes:
                 checkpoint(it + 1)
                 log.info("stopping at the %.0f-minute limit; rerun the same command to resume", t.max_minutes)
@@ -149,10 +150,10 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
             "perplexity": stats.get("perplexity"), "codes_used": stats.get("codes_used")}
 
 
-def _log_val(model: PoseTokenizer, val_ann: str | Path, it: int, log_file) -> None:
+def _log_val(model: PoseTokenizer, val_ann: str | Path, val_poses: PoseSet, it: int, log_file) -> None:
     from edge_pct.tokenizer_eval import evaluate_tokenizer_model
 
-    res = evaluate_tokenizer_model(model, val_ann, mask_ratio=0.0)
+    res = evaluate_tokenizer_model(model, val_ann, mask_ratio=0.0, poses=val_poses)
     model.train()
     log_file.write(json.dumps({"iteration": it, "val_ap": res["ap"], "val_ap75": res["ap75"]}) + "\n")
     log_file.flush()
