@@ -109,6 +109,31 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge_pct.bench import run_bench, run_peer
+    from edge_pct.config import load_config
+    from edge_pct.engines.model_files import open_backend
+    from edge_pct.stream.detectors import create_detector
+    from edge_pct.stream.pipeline import PosePipeline
+
+    overrides = list(args.set) + ([f"stream.max_persons={args.max_persons}"] if args.max_persons else [])
+    cfg = load_config(args.config, overrides).stream
+    if args.peer and not args.peer_model:
+        raise EdgePctError("--peer mediapipe needs --peer-model PATH.task (MediaPipe's pose_landmarker_*.task)")
+    backend = open_backend(args.model, args.backend, **({"threads": args.threads} if args.threads else {}))
+    detector = create_detector(args.detector, args.detector_model, max_persons=cfg.max_persons, threads=args.threads)
+    try:
+        res = run_bench(args.video, PosePipeline(backend, detector, cfg), save=args.save, max_frames=args.frames)
+    finally:
+        detector.close()
+    res["model"] = str(args.model or DEFAULT_MODEL)
+    if args.peer:
+        res["peer"] = run_peer(args.video, args.peer_model, cfg.max_persons, max_frames=args.frames)
+        res["poses_per_s_vs_peer"] = res["poses_per_s"] / max(res["peer"]["poses_per_s"], 1e-9)
+    _write_json(args.json, res)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-pct", description="PCT pose estimation for the edge.")
     parser.add_argument("--version", action="version", version=f"edge-pct {__version__}")
@@ -171,10 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("build", help="compile an exported ONNX to a TensorRT engine (+ <engine stem>.json manifest)")
-    p.add_argument("--onnx", required=True, help="model.onnx from `edge-pct export`, or model.int8.onnx (Q/DQ) from "
-                   "`edge-pct calibrate`")
-    p.add_argument("--precision", required=True, choices=["fp16", "int8"],
-                   help="TensorRT 11 needs an fp16 export (`export --precision fp16`) or a Q/DQ ONNX for int8")
+    p.add_argument("--onnx", required=True, help="model.onnx from `edge-pct export`, model.int8.onnx (Q/DQ) from "
+                   "`edge-pct calibrate`, or a plain ONNX such as a YOLOX detector (no sidecar needed)")
+    p.add_argument("--precision", required=True, choices=["fp16", "int8", "fp32"],
+                   help="TensorRT 11 needs an fp16 export (`export --precision fp16`) or a Q/DQ ONNX for int8; an "
+                   "FP32 ONNX from elsewhere (YOLOX) builds there as fp32")
     p.add_argument("--out", help="engine path (default: engines/<onnx stem>.<precision>.engine)")
     p.add_argument("--calib-cache", help="calib.cache of `edge-pct calibrate`: INT8 from a plain ONNX, TensorRT <= 10")
     p.add_argument("--workspace-gb", type=float, default=2.0, help="builder workspace limit in GiB (default: 2)")
@@ -182,9 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing-cache", help="TensorRT timing cache file: read if present, then updated (faster rebuilds)")
     p.set_defaults(func=_cmd_build)
 
+    p = sub.add_parser("bench", help="FPS and per-stage latency of the streaming pipeline on a recorded video")
+    p.add_argument("--video", required=True, help="video file; every frame is processed")
+    p.add_argument("--model", help="pose model .pt, .onnx or .engine (default: the shipped model)")
+    p.add_argument("--backend", choices=["onnxruntime", "torch", "tensorrt"],
+                   help="default: from the model file (.pt runs on onnxruntime, exported once to the user cache)")
+    p.add_argument("--detector", choices=["track", "onnx", "mediapipe"],
+                   help="person detector (default: onnx/mediapipe when a detector model is given, else track)")
+    p.add_argument("--detector-model", help="YOLOX-format .onnx/.engine or PoseLandmarker .task "
+                   "(default: $EDGE_PCT_DETECTOR_MODEL)")
+    p.add_argument("--max-persons", type=int, help="most persons per frame (default: 5)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: one per core)")
+    p.add_argument("--frames", type=int, help="stop after this many frames (default: all)")
+    p.add_argument("--save", help="write the video with the skeleton overlay to this .mp4/.avi")
+    p.add_argument("--peer", choices=["mediapipe"], help="also run MediaPipe PoseLandmarker on the same video")
+    p.add_argument("--peer-model", help="PoseLandmarker .task file for --peer mediapipe")
+    p.add_argument("--config", help="TOML config whose [stream] section sets the pipeline")
+    p.set_defaults(func=_cmd_bench)
+
     for name, action in sub.choices.items():
         action.add_argument("--json", help="also write the result to this JSON file")
-        if name.startswith("train"):
+        if name.startswith("train") or name == "bench":
             action.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                                 help="config override, e.g. tokenizer_train.lr=3e-4 (repeatable)")
     return parser

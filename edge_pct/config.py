@@ -66,6 +66,9 @@ class TokenizerTrainConfig:
     min_lr_ratio: float = 1e-5  # cosine floor, as a fraction of lr
     keep_prob: float = 0.8  # each joint stays visible to the encoder with this probability
     commit_weight: float = 15.0
+    # L1 weight per joint proportional to 1 / OKS sigma (mean 1): spends precision where OKS-AP needs it (eyes, nose)
+    # rather than uniformly (the paper). Off by default, as in the paper.
+    oks_weighted_l1: bool = False
     padding: float = 1.25  # box -> crop enlargement
     # Pose augmentation (PCT-NOTES 1.8)
     flip_prob: float = 0.5
@@ -141,6 +144,22 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """The streaming pipeline (edge_pct.stream): detection schedule, tracking, smoothing."""
+
+    max_persons: int = 5
+    detect_every: int = 10  # frames between detector runs (model detectors); pose-driven boxes in between
+    redetect_score: float = 0.5  # run the detector on the next frame when a track's mean confidence drops below
+    lost_score: float = 0.2  # drop a track whose mean confidence falls below this
+    padding: float = 1.25  # box -> crop enlargement, as in training
+    joint_threshold: float = 0.3  # confidence from which a joint counts as seen (overlay, pose-driven boxes)
+    smoothing: bool = True  # One-Euro filter on the joints
+    min_cutoff_hz: float = 1.0  # One-Euro cutoff at rest
+    beta: float = 2.0  # One-Euro cutoff increase per (person heights / s) of speed
+    token_weight: float = 1.0  # share of the new frame in the token-probability average (1.0 = off)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one experiment needs; each field is one TOML section."""
 
@@ -148,6 +167,7 @@ class RunConfig:
     tokenizer_train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
 
 TOKENIZER_VARIANTS: dict[str, TokenizerConfig] = {
@@ -238,7 +258,8 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
-            value = raw  # a bare string such as a path
+            value = {"true": True, "false": False}.get(raw.strip(), raw)  # TOML booleans, else a bare string
+
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:

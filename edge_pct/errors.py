@@ -17,3 +17,7 @@ class InputFileError(EdgePctError):
 
 class MissingDependencyError(EdgePctError):
     """An optional extra (onnxruntime, tensorrt, PyQt6, mediapipe) is not installed."""
+
+
+class SourceError(EdgePctError):
+    """A camera or stream that cannot be opened, or that stopped delivering frames."""

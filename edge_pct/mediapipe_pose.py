@@ -109,8 +109,9 @@ class MediaPipePose:
                 milliseconds since construction (bumped by 1 if that does not increase). Ignored in "image" mode.
 
         Returns:
-            One dict per person: joints (17, 2) float32 image-pixel xy, scores (17,) float32 in [0, 1], and
-            box_xywh (4,) float32, the min/max box of all 33 landmarks clipped to the frame.
+            One dict per person: joints (17, 2) float32 image-pixel xy, scores (17,) float32 in [0, 1],
+            box_xywh (4,) float32, the min/max box of all 33 landmarks clipped to the frame, and the BlazePose
+            landmarks themselves: landmarks (33, 2) float32 image-pixel xy, landmark_scores (33,) float32 in [0, 1].
         """
         frame_bgr = np.asarray(frame_bgr)
         if frame_bgr.ndim != 3 or frame_bgr.shape[-1] != 3 or frame_bgr.dtype != np.uint8:
@@ -119,7 +120,8 @@ class MediaPipePose:
         people = []
         for xy, score in self._detect(frame_bgr, timestamp_ms):
             joints, scores = _to_coco(xy, score)
-            people.append({"joints": joints, "scores": scores, "box_xywh": _clipped_box(xy, w, h)})
+            people.append({"joints": joints, "scores": scores, "box_xywh": _clipped_box(xy, w, h), "landmarks": xy,
+                           "landmark_scores": score})
         return people
 
     def close(self) -> None:

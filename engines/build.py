@@ -125,10 +125,12 @@ def _batch_profile(builder: Any, config: Any, inputs: Sequence[Any], max_batch: 
 
 def _read_sidecar(onnx: Path) -> dict[str, Any] | None:
     """The export sidecar `<onnx stem>.json` (input size, decoder, keypoints), copied into the manifest so the
-    engine's runtime needs no other file; None (with a warning) when the ONNX has none."""
+    engine's runtime needs no other file; None when the ONNX has none (a plain ONNX such as a YOLOX detector: the
+    manifest then has no pose fields; a pose engine needs the sidecar next to the engine or the ONNX at run time)."""
     side = onnx.with_suffix(".json")
     if not side.is_file():
-        log.warning("No sidecar '%s' next to '%s': the tensorrt backend will need one", side, onnx)
+        log.info("No export sidecar '%s' next to '%s': building a plain ONNX (no pose fields in the manifest)", side,
+                 onnx)
         return None
     try:
         return json.loads(side.read_text())

@@ -148,10 +148,11 @@ def select_providers(available: Sequence[str], requested: Sequence[str] | None =
     return list(requested)
 
 
-def _open_session(ort: Any, path: Path, opts: Any, providers: list[str], onnx_path: Path) -> Any:
+def _open_session(ort: Any, path: Path, opts: Any, providers: list[str], onnx_path: Path,
+                  fix: str | None = None) -> Any:
     """onnxruntime.InferenceSession of `path` (the image or decoder graph exported as `onnx_path`), with ORT's
-    load errors (not RuntimeError subclasses) as InputFileError."""
-    fix = f"re-export with `edge-pct export --checkpoint PT --out {onnx_path}`"
+    load errors (not RuntimeError subclasses) as InputFileError ending in `fix` (default: re-export `onnx_path`)."""
+    fix = fix or f"re-export with `edge-pct export --checkpoint PT --out {onnx_path}`"
     state = ort.capi.onnxruntime_pybind11_state
     load_errors = tuple(getattr(state, n) for n in ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf",
                                                     "NoSuchFile", "NoModel", "NotImplemented", "RuntimeException")

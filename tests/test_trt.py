@@ -305,6 +305,22 @@ def test_build_int8_from_a_cache_or_qdq(use_trt, tmp_path):
     assert read_manifest(tmp_path / "c.engine")["strongly_typed"] is True
 
 
+def test_build_a_plain_onnx_without_sidecar(use_trt, tmp_path, capsys):
+    """A non-pose ONNX (e.g. YOLOX-Nano) builds: the manifest just has no sidecar; FP32 is the TensorRT 11 route."""
+    from edge_pct.cli import main
+
+    onnx = _onnx(tmp_path, sidecar=False)
+    use_trt("10.3.0")
+    out = tmp_path / "yolox.fp16.engine"
+    assert main(["build", "--onnx", str(onnx), "--precision", "fp16", "--out", str(out)]) == 0
+    m = read_manifest(out)
+    assert m["sidecar"] is None and m["precision"] == "fp16" and out.read_bytes() == b"ENGINE:FP16"
+    use_trt("11.1.0")
+    assert main(["build", "--onnx", str(onnx), "--precision", "fp32", "--out", str(tmp_path / "y.engine")]) == 0
+    assert read_manifest(tmp_path / "y.engine")["sidecar"] is None
+    capsys.readouterr()
+
+
 def test_build_errors_carry_tensorrt_messages(use_trt, tmp_path):
     use_trt("10.3.0")
     with pytest.raises(InputFileError, match="not found: run `edge-pct export"):

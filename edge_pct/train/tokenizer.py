@@ -21,6 +21,7 @@ from edge_pct.config import RunConfig, TokenizerConfig, TokenizerTrainConfig, co
 from edge_pct.data.coco import PoseSet, load_coco_json, load_poses
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
 from edge_pct.errors import InputFileError
+from edge_pct.keypoints import OKS_SIGMAS
 from edge_pct.models.codebook import usage_stats
 from edge_pct.models.tokenizer import PoseTokenizer
 from edge_pct.train.checkpoint import read_checkpoint, save_checkpoint
@@ -45,14 +46,26 @@ def make_batch(poses: PoseSet, idx: np.ndarray, cfg: RunConfig, rng: np.random.G
     return torch.from_numpy(crop[..., :2]), torch.from_numpy(crop[..., 2] > 0)
 
 
+def oks_joint_weights() -> torch.Tensor:
+    """(17,) L1 weights proportional to 1 / OKS sigma, mean 1: eyes about 2.3, hips about 0.55."""
+    inv = 1.0 / torch.tensor(OKS_SIGMAS)
+    return inv / inv.mean()
+
+
 def tokenizer_loss(model: PoseTokenizer, joints: torch.Tensor, labeled: torch.Tensor, keep_prob: float,
-                   commit_weight: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Masked-joint training loss; returns loss, l1 (px per labeled joint), commit, indices."""
+                   commit_weight: float, generator: torch.Generator | None = None,
+                   joint_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Masked-joint training loss; returns loss, l1 (unweighted px per labeled joint), commit, indices.
+
+    `joint_weights` (17,) scales each joint's L1 term in the loss (None: uniform, as in the paper).
+    """
     keep = torch.rand(labeled.shape, generator=generator) < keep_prob
     out = model(joints, labeled & keep)
     err = (out["joints"] - joints).abs().mean(-1)  # (B, J) px
-    l1 = (err * labeled).sum() / labeled.sum().clamp(min=1)
-    return {"loss": l1 + commit_weight * out["commit_loss"], "l1": l1, "commit": out["commit_loss"],
+    n_labeled = labeled.sum().clamp(min=1)
+    l1 = (err * labeled).sum() / n_labeled
+    fit = l1 if joint_weights is None else (err * labeled * joint_weights).sum() / n_labeled
+    return {"loss": fit + commit_weight * out["commit_loss"], "l1": l1, "commit": out["commit_loss"],
             "indices": out["indices"]}
 
 
@@ -108,6 +121,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
         save_checkpoint(last, "tokenizer", cfg.tokenizer, model, meta={**meta, "iteration": it}, train_state=state)
 
     model.train()
+    joint_weights = oks_joint_weights() if t.oks_weighted_l1 else None
     gen = torch.Generator()
     stats: dict = {}
     t0 = time.time() - elapsed
@@ -121,7 +135,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
             joints, labeled = make_batch(poses, idx, cfg, rng)
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine_lr(it, total, t.lr, t.warmup_iters, t.min_lr_ratio)
-            res = tokenizer_loss(model, joints, labeled, t.keep_prob, t.commit_weight, gen)
+            res = tokenizer_loss(model, joints, labeled, t.keep_prob, t.commit_weight, gen, joint_weights)
             opt.zero_grad(set_to_none=True)
             res["loss"].backward()
             opt.step()

@@ -1,0 +1,1 @@
+"""Streaming pose estimation: video sources, detection, tracking, filtering and overlay."""

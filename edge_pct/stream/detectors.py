@@ -1,0 +1,202 @@
+"""Person detectors of the streaming pipeline: one `Detector` protocol, chosen by name with `create_detector`.
+
+A detector maps a BGR frame to person boxes (D, 5) float32 [x1, y1, x2, y2, score] in image pixels, best first. Three
+kinds: `track` (no model: one centre-ROI box; the pipeline then drives boxes from the previous pose), `onnx` (a
+YOLOX-format person detector, `detect_yolox.py`, ONNX Runtime or a TensorRT engine) and `mediapipe` (BlazePose's
+PoseLandmarker, `detect_mediapipe.py`). This file also owns `nms`, the greedy non-maximum suppression every box
+detector shares. The model-backed detectors are imported on use, so this module needs only numpy.
+See DESIGN.md, "Data flow (streaming)".
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from edge_pct.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DETECTOR_MODEL_ENV = "EDGE_PCT_DETECTOR_MODEL"
+DETECTORS = ("track", "onnx", "mediapipe")
+# Model file suffix -> detector kind, used when no detector name is given.
+SUFFIX_KINDS = {".onnx": "onnx", ".engine": "onnx", ".task": "mediapipe"}
+DEFAULT_SCORE_THRESHOLD = 0.3  # YOLOX's demo threshold
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What every person detector offers: a name, a call per frame, and `close()` (idempotent)."""
+
+    name: str
+
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """frame_bgr (H, W, 3) uint8 BGR -> (D, 5) float32 [x1, y1, x2, y2, score], image px, score descending,
+        D <= the detector's max_persons."""
+        ...
+
+    def close(self) -> None:
+        """Release the model (safe to call twice)."""
+        ...
+
+
+def empty_boxes() -> np.ndarray:
+    """(0, 5) float32: no person."""
+    return np.zeros((0, 5), np.float32)
+
+
+def check_frame(frame_bgr: np.ndarray) -> np.ndarray:
+    """The frame as an (H, W, 3) uint8 array, or a ValueError naming what was given."""
+    frame = np.asarray(frame_bgr)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8 or not frame.size:
+        raise ValueError(f"frame_bgr must be (H, W, 3) uint8 BGR, got {frame.shape} {frame.dtype}")
+    return frame
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression: keep the best box, drop those overlapping it by IoU > `iou_threshold`, repeat.
+
+    Args:
+        boxes: (N, 4) [x1, y1, x2, y2], any unit (pixels here).
+        scores: (N,) higher is better.
+        iou_threshold: in [0, 1]; a box whose IoU with a kept box exceeds it is dropped (torchvision's rule).
+
+    Returns:
+        (K,) int64 indices into `boxes` of the kept boxes, score descending (ties: lower index first).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(boxes) != len(scores):
+        raise ValueError(f"boxes (N, 4) and scores (N,) disagree: {boxes.shape} vs {scores.shape}")
+    x1, y1, x2, y2 = boxes.T
+    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        inter = w * h
+        union = areas[best] + areas[rest] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[iou <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+class CentreRoiDetector:
+    """The `track` detector (no model): one box, the centre `roi_fraction` of the frame in each axis, score 1.
+
+    The pipeline uses it when it has no track yet or lost one; between detections it drives boxes from the previous
+    pose itself.
+
+    Args:
+        roi_fraction: box width / frame width (and height / height) in (0, 1]; 1.0 is the whole frame.
+    """
+
+    name = "track"
+    max_persons = 1
+
+    def __init__(self, roi_fraction: float = 1.0) -> None:
+        if not 0.0 < roi_fraction <= 1.0:
+            raise ConfigError(
+                f"roi_fraction {roi_fraction} is out of range: use a value in (0, 1], e.g. 1.0 for the whole frame"
+            )
+        self.roi_fraction = float(roi_fraction)
+
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """frame_bgr (H, W, 3) uint8 -> (1, 5) float32 [x1, y1, x2, y2, 1.0], image px."""
+        h, w = check_frame(frame_bgr).shape[:2]
+        mx, my = w * (1 - self.roi_fraction) / 2, h * (1 - self.roi_fraction) / 2
+        return np.array([[mx, my, w - mx, h - my, 1.0]], dtype=np.float32)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> CentreRoiDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _kind_of(model: Path) -> str:
+    """Detector kind from the model file suffix, or a ConfigError listing the known suffixes."""
+    kind = SUFFIX_KINDS.get(model.suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            f"Cannot tell the detector kind of '{model}' from its suffix '{model.suffix}'. Known "
+            f"suffixes: {sorted(SUFFIX_KINDS)}; or pass --detector onnx / mediapipe"
+        )
+    return kind
+
+
+def _resolve(name: str | None, model: str | Path | None) -> tuple[str, Path | None]:
+    """(detector kind, model path or None) from the arguments, then the EDGE_PCT_DETECTOR_MODEL variable."""
+    env = os.environ.get(DETECTOR_MODEL_ENV) or None
+    path = Path(model) if model is not None else Path(env) if env else None
+    if name is None:
+        return (_kind_of(path) if path is not None else "track"), path
+    if name not in DETECTORS:
+        close = difflib.get_close_matches(name, DETECTORS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"Unknown detector '{name}'. Valid: {sorted(DETECTORS)}.{hint}")
+    if name != "track" and path is None:
+        example = "yolox_nano.onnx" if name == "onnx" else "pose_landmarker_full.task"
+        raise ConfigError(
+            f"The '{name}' detector needs a model: pass --detector-model PATH (e.g. {example}) or set "
+            f"{DETECTOR_MODEL_ENV}=PATH"
+        )
+    return name, path
+
+
+def create_detector(
+    name: str | None = None,
+    model: str | Path | None = None,
+    *,
+    max_persons: int = 5,
+    score_threshold: float | None = None,
+    backend: str | None = None,
+    threads: int | None = None,
+) -> Detector:
+    """Build person detector `name` ("track" | "onnx" | "mediapipe").
+
+    Args:
+        name: detector kind; None picks it from the model suffix (.onnx/.engine -> "onnx", .task -> "mediapipe"), with
+            `model`, else the EDGE_PCT_DETECTOR_MODEL environment variable, else "track".
+        model: the detector model file; None falls back to EDGE_PCT_DETECTOR_MODEL. Ignored by "track".
+        max_persons: most boxes per frame.
+        score_threshold: person score cut in [0, 1] ("onnx": default 0.3; "mediapipe": its detection confidence,
+            default 0.5). Ignored by "track".
+        backend: "onnx" only: "onnxruntime" | "tensorrt"; None picks it from the suffix (.engine -> tensorrt).
+        threads: "onnx" with onnxruntime only: intra-op CPU threads (None: onnxruntime's choice).
+
+    Raises:
+        ConfigError: unknown name (with a did-you-mean), a model-backed kind without a model, an unknown suffix.
+        InputFileError: the model file is missing, corrupt or not a detector of that kind.
+        MissingDependencyError: onnxruntime / mediapipe / tensorrt is not installed.
+    """
+    kind, path = _resolve(name, model)
+    if max_persons < 1:
+        raise ConfigError(f"max_persons must be >= 1, got {max_persons}")
+    if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
+        raise ConfigError(f"score_threshold {score_threshold} is out of range: use a value in [0, 1], e.g. 0.3")
+    log.debug("Detector '%s' on %s", kind, path)
+    if kind == "track":
+        return CentreRoiDetector()
+    assert path is not None  # _resolve guarantees a model for the model-backed kinds
+    if kind == "onnx":
+        from edge_pct.stream.detect_yolox import YoloxDetector
+
+        thr = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+        return YoloxDetector(path, score_threshold=thr, max_persons=max_persons, threads=threads, backend=backend)
+    from edge_pct.stream.detect_mediapipe import MediaPipeDetector
+
+    if score_threshold is None:
+        return MediaPipeDetector(path, max_persons=max_persons)
+    return MediaPipeDetector(path, max_persons=max_persons, min_detection_confidence=score_threshold)

@@ -1,0 +1,121 @@
+"""The streaming pipeline: frame -> person boxes -> crops -> pose backend -> decoded, tracked, smoothed poses.
+
+Per frame (DESIGN.md, data flow):
+  detect  the detector runs on the first frame, every `detect_every` frames, and whenever a track's
+          confidence drops below `redetect_score`; the model-free `track` detector only when no track is
+          alive. In between each track's box comes from its own last pose.
+  crop    one affine warp per track to the model input (the crop code of training and evaluation).
+  infer   all crops of the frame in ONE backend call (batched over persons).
+  post    optional per-track token-probability smoothing + the backend's decoder, crop -> image coords,
+          One-Euro per track, next boxes, lost and duplicate tracks dropped.
+Occluded and out-of-frame joints keep the decoder's position (PCT's prior) with their own low confidence.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_pct.config import StreamConfig
+from edge_pct.engines.runtime import PoseBackend
+from edge_pct.processing import apply_affine, box_to_center_size, crop_affine, invert_affine, to_model_input, warp_crops
+from edge_pct.stream.detectors import Detector
+from edge_pct.stream.tracking import Track, Tracker
+
+STAGES = ("detect", "crop", "infer", "post")
+
+
+@dataclass(frozen=True)
+class PersonPose:
+    """One tracked person in one frame; image px."""
+
+    track_id: int
+    box: np.ndarray  # (4,) x1 y1 x2 y2: the box this frame was cropped from
+    joints: np.ndarray  # (17, 2) float32, filtered when smoothing is on
+    confidence: np.ndarray  # (17,) in [0, 1]
+    score: float  # mean joint confidence
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    persons: list[PersonPose]
+    stage_ms: dict[str, float]  # milliseconds per stage in STAGES
+    detected: bool  # whether the detector ran on this frame
+
+
+class PosePipeline:
+    """Stateful per stream: feed frames in order with `process`; `reset` before another stream."""
+
+    def __init__(self, backend: PoseBackend, detector: Detector, cfg: StreamConfig | None = None) -> None:
+        self.backend, self.detector = backend, detector
+        self.cfg = cfg or StreamConfig()
+        # The model-free detector only (re)starts tracks; a real detector refreshes them on a schedule.
+        self._detect_every = 0 if detector.name == "track" else self.cfg.detect_every
+        self.reset()
+
+    def reset(self) -> None:
+        c = self.cfg
+        filter_args = {"min_cutoff_hz": c.min_cutoff_hz, "beta": c.beta} if c.smoothing else None
+        token_weight = c.token_weight if c.token_weight < 1.0 else None
+        self.tracker = Tracker(
+            lost_score=c.lost_score, max_tracks=c.max_persons, filter_args=filter_args, token_weight=token_weight
+        )
+        self._since_detect = 0
+
+    def _needs_detection(self) -> bool:
+        tracks = self.tracker.tracks
+        if not tracks:
+            return True
+        if self._detect_every <= 0:
+            return False
+        return self._since_detect >= self._detect_every or min(t.score for t in tracks) < self.cfg.redetect_score
+
+    def process(self, frame: np.ndarray, t_s: float) -> FrameResult:
+        """frame (H, W, 3) BGR uint8 taken at `t_s` seconds (stream time, for the filters) -> poses."""
+        ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        t0 = time.perf_counter()
+        detected = self._needs_detection()
+        if detected:
+            self.tracker.assign(self.detector(frame))
+            self._since_detect = 0
+        self._since_detect += 1
+        tracks = list(self.tracker.tracks)
+        t1 = time.perf_counter()
+        ms["detect"] = (t1 - t0) * 1e3
+        if not tracks:
+            return FrameResult([], ms, detected)
+
+        mats = self._crop_affines(tracks)
+        images = to_model_input(warp_crops(frame, mats, self.backend.input_size))
+        t2 = time.perf_counter()
+        out = self.backend(images)
+        t3 = time.perf_counter()
+        joints_crop = self._smoothed_joints(tracks, out)
+        joints = apply_affine(joints_crop, invert_affine(mats))
+        boxes = [t.box for t in tracks]
+        self.tracker.update(tracks, joints, out["confidence"], t_s)
+        persons = [
+            PersonPose(t.track_id, box, t.joints, t.confidence, t.score)
+            for t, box in zip(tracks, boxes, strict=True)
+            if t in self.tracker.tracks
+        ]
+        t4 = time.perf_counter()
+        ms.update(crop=(t2 - t1) * 1e3, infer=(t3 - t2) * 1e3, post=(t4 - t3) * 1e3)
+        return FrameResult(persons, ms, detected)
+
+    def _crop_affines(self, tracks: list[Track]) -> np.ndarray:
+        """Image -> crop affines (P, 2, 3) for the tracks' boxes, at the model's aspect ratio."""
+        boxes = np.stack([t.box for t in tracks])
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+        w, h = self.backend.input_size
+        center, size = box_to_center_size(xywh, w / h, self.cfg.padding)
+        return crop_affine(center, size, 0.0, (w, h))
+
+    def _smoothed_joints(self, tracks: list[Track], out: dict[str, np.ndarray]) -> np.ndarray:
+        """Crop-frame joints (P, 17, 2): the backend's, or decoded from per-track smoothed token probabilities."""
+        if all(t.token_smoother is None for t in tracks):
+            return out["joints"]
+        probs = np.stack([t.token_smoother(p) for t, p in zip(tracks, out["token_probs"], strict=True)])
+        return self.backend.decode(probs)

@@ -1,0 +1,125 @@
+"""Person tracks across frames: ids by IoU association, the next crop box from the current pose.
+
+Between detector runs a person's next box comes from its own pose (the rtmlib / MediaPipe trick), so the
+detector can run every N frames or only when a track is lost. At a detection frame the detector's boxes
+are matched to tracks greedily by IoU: a match keeps the track id (and its smoothing state), an unmatched
+detection starts a new track, and an unmatched track keeps following its pose until its confidence drops.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_pct.stream.filters import OneEuroFilter, TokenSmoother
+
+# The keypoint bounds of a person are tighter than the person boxes the model was trained on (COCO boxes
+# include the head top and the feet): enlarge them by this factor around their centre.
+POSE_BOX_ENLARGE = 1.2
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a (N, 4) and b (K, 4), x1 y1 x2 y2 px -> (N, K)."""
+    a, b = np.asarray(a, np.float32).reshape(-1, 4), np.asarray(b, np.float32).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def box_from_pose(joints: np.ndarray, confidence: np.ndarray, threshold: float = 0.3) -> np.ndarray:
+    """Crop box (4,) x1 y1 x2 y2 px around a pose: joints (17, 2) px, confidence (17,).
+
+    Uses the joints at or above `threshold` when at least three are, else all (decoded occluded joints are
+    still plausible positions), enlarged by POSE_BOX_ENLARGE around the centre.
+    """
+    sure = confidence >= threshold
+    pts = joints[sure] if sure.sum() >= 3 else joints
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2 * POSE_BOX_ENLARGE
+    return np.concatenate([centre - half, centre + half]).astype(np.float32)
+
+
+@dataclass
+class Track:
+    """One person followed over frames. Joints and boxes are image px; `score` is the mean joint confidence."""
+
+    track_id: int
+    box: np.ndarray  # (4,) where to crop in the next frame
+    joint_filter: OneEuroFilter
+    token_smoother: TokenSmoother | None
+    joints: np.ndarray | None = None  # (17, 2) filtered
+    confidence: np.ndarray | None = None  # (17,)
+    score: float = 0.0
+    age: int = 0  # frames with a pose
+    history: list = field(default_factory=list, repr=False)  # not used by the tracker; free for callers
+
+
+class Tracker:
+    """Keeps the live tracks of a stream and gives each a stable id.
+
+    Args:
+        iou_match: a detection and a track with at least this IoU are the same person.
+        lost_score: a track whose score falls below this is dropped (the person left or was never there).
+        duplicate_iou: of two tracks whose boxes overlap this much, the lower-scored one is dropped.
+        max_tracks: new detections start tracks only up to this many live tracks (best-scored detections first).
+        filter_args: OneEuroFilter keyword arguments; None = no joint filtering.
+        token_weight: TokenSmoother weight; None = no token smoothing.
+    """
+
+    def __init__(
+        self,
+        iou_match: float = 0.3,
+        lost_score: float = 0.2,
+        duplicate_iou: float = 0.6,
+        max_tracks: int = 5,
+        filter_args: dict | None = None,
+        token_weight: float | None = None,
+    ) -> None:
+        self.iou_match, self.lost_score, self.duplicate_iou = iou_match, lost_score, duplicate_iou
+        self.max_tracks = max_tracks
+        self.filter_args, self.token_weight = filter_args, token_weight
+        self.tracks: list[Track] = []
+        self._ids = itertools.count(1)
+
+    def _new_track(self, box: np.ndarray) -> Track:
+        one_euro = OneEuroFilter(**self.filter_args) if self.filter_args is not None else None
+        smoother = TokenSmoother(self.token_weight) if self.token_weight is not None else None
+        return Track(next(self._ids), np.asarray(box, np.float32), one_euro, smoother)
+
+    def assign(self, boxes: np.ndarray) -> None:
+        """Merge detector boxes (D, 4+), best first, into the tracks: matched tracks take the detector's box,
+        unmatched detections become new tracks (up to max_tracks), unmatched tracks keep their pose-driven box."""
+        boxes = np.asarray(boxes, np.float32).reshape(len(boxes), -1)[:, :4]
+        free_dets, free_tracks = set(range(len(boxes))), set(range(len(self.tracks)))
+        if self.tracks and len(boxes):
+            iou = box_iou(np.stack([t.box for t in self.tracks]), boxes)
+            # Greedy: the best-overlapping pair first, each track and detection used once.
+            for ti, di in zip(*np.unravel_index(np.argsort(-iou, axis=None), iou.shape), strict=True):
+                if iou[ti, di] < self.iou_match:
+                    break
+                if ti in free_tracks and di in free_dets:
+                    self.tracks[ti].box = boxes[di].copy()
+                    free_tracks.discard(ti)
+                    free_dets.discard(di)
+        room = max(self.max_tracks - len(self.tracks), 0)
+        self.tracks.extend(self._new_track(boxes[di]) for di in sorted(free_dets)[:room])
+
+    def update(self, tracks: list[Track], joints: np.ndarray, confidence: np.ndarray, t_s: float) -> None:
+        """Store the new poses of `tracks` (all live tracks; joints (P, 17, 2) px, confidence (P, 17)) seen at
+        time `t_s` s, filter them, derive next boxes, and drop lost and duplicate tracks."""
+        for track, pose, conf in zip(tracks, joints, confidence, strict=True):
+            track.score = float(conf.mean())
+            box = box_from_pose(pose, conf)
+            height = float(box[3] - box[1])
+            track.joints = track.joint_filter(pose, t_s, height) if track.joint_filter is not None else pose
+            track.confidence, track.box, track.age = conf, box, track.age + 1
+        kept = sorted((t for t in self.tracks if t.score >= self.lost_score), key=lambda t: -t.score)
+        self.tracks = []
+        for t in kept:
+            if not self.tracks or box_iou(t.box, np.stack([k.box for k in self.tracks])).max() < self.duplicate_iou:
+                self.tracks.append(t)

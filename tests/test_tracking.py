@@ -1,0 +1,119 @@
+"""Temporal smoothing and tracking: One-Euro against its formula, jitter reduction, token smoothing, IoU, track ids."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edge_pct.stream.filters import OneEuroFilter, TokenSmoother, mean_acceleration, smoothing_factor
+from edge_pct.stream.tracking import Tracker, box_from_pose, box_iou
+
+
+def test_one_euro_matches_the_formula_step_by_step():
+    f = OneEuroFilter(min_cutoff_hz=1.0, beta=0.5, d_cutoff_hz=1.0)
+    dt, height = 0.1, 100.0
+    assert f(np.array([10.0]), 0.0, height)[0] == 10.0  # first sample passes through
+    # Second sample by hand: dx = (20 - 10) / dt = 100; a_d = 1 / (1 + 1 / (2 pi 1 0.1)); dx_hat = a_d * 100.
+    a_d = 1 / (1 + 1 / (2 * math.pi * 1.0 * dt))
+    dx_hat = a_d * 100.0
+    cutoff = 1.0 + 0.5 * dx_hat / height  # speed in person heights per second
+    a = 1 / (1 + 1 / (2 * math.pi * cutoff * dt))
+    expected = a * 20.0 + (1 - a) * 10.0
+    assert f(np.array([20.0]), dt, height)[0] == pytest.approx(expected, rel=1e-6)
+    assert smoothing_factor(1.0, dt) == pytest.approx(a_d)
+
+
+def test_one_euro_is_scale_free_in_person_heights():
+    """Scaling the coordinates and the person height together scales the output exactly."""
+    rng = np.random.default_rng(0)
+    xs = np.cumsum(rng.normal(size=(30, 17, 2)), axis=0)
+    small, large = OneEuroFilter(beta=3.0), OneEuroFilter(beta=3.0)
+    for i, x in enumerate(xs):
+        a, b = small(x, i / 30, 50.0), large(4 * x, i / 30, 200.0)
+    np.testing.assert_allclose(b, 4 * a, rtol=1e-4)
+
+
+def test_smoothing_reduces_jitter_on_a_noisy_track_and_follows_it():
+    rng = np.random.default_rng(0)
+    t = np.arange(120) / 30.0
+    truth = np.stack([100 + 40 * np.sin(t), 200 + 20 * np.cos(t)], -1)[:, None, :].repeat(17, 1)  # slow motion
+    noisy = truth + rng.normal(scale=3.0, size=truth.shape)
+    f = OneEuroFilter(min_cutoff_hz=1.0, beta=2.0)
+    smooth = np.stack([f(x, ti, 200.0) for x, ti in zip(noisy, t, strict=True)])
+    assert mean_acceleration(smooth) < 0.3 * mean_acceleration(noisy)
+    assert np.abs(smooth[30:] - truth[30:]).mean() < np.abs(noisy[30:] - truth[30:]).mean()
+
+
+def test_mean_acceleration_of_uniform_motion_is_zero_and_relative_scale_divides():
+    line = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((1, 17, 2), np.float32)
+    assert mean_acceleration(line) == pytest.approx(0.0)
+    bumpy = line.copy()
+    bumpy[5] += 1.0  # acceleration sqrt(2), -2 sqrt(2), sqrt(2) at frames 4, 5, 6
+    assert mean_acceleration(bumpy) == pytest.approx(4 * math.sqrt(2) / 8)
+    assert mean_acceleration(bumpy, np.full(10, 2.0)) == pytest.approx(2 * math.sqrt(2) / 8)
+
+
+def test_token_smoother_averages_distributions():
+    s = TokenSmoother(weight=0.5)
+    a = np.zeros((2, 4), np.float32)
+    a[:, 0] = 1
+    b = np.zeros((2, 4), np.float32)
+    b[:, 1] = 1
+    np.testing.assert_array_equal(s(a), a)
+    out = s(b)
+    np.testing.assert_allclose(out[:, :2], 0.5)
+    np.testing.assert_allclose(out.sum(-1), 1.0)
+    with pytest.raises(ValueError):
+        TokenSmoother(0.0)
+
+
+def test_box_iou_and_box_from_pose():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0.0]])
+    joints = np.array([[0, 0], [10, 20]] + [[5, 10]] * 15, np.float32)
+    conf = np.ones(17, np.float32)
+    box = box_from_pose(joints, conf)
+    np.testing.assert_allclose((box[:2] + box[2:]) / 2, [5, 10])
+    np.testing.assert_allclose(box[2:] - box[:2], [12, 24])  # 1.2x the joint bounds
+
+
+def _pose_in(box: np.ndarray) -> np.ndarray:
+    """17 joints spread over a box (a stand-in pose whose bounds are the box shrunk by 1.2)."""
+    rng = np.random.default_rng(1)
+    c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 / 1.2
+    pts = c + rng.uniform(-1, 1, size=(17, 2)) * half
+    pts[0], pts[1] = c - half, c + half
+    return pts.astype(np.float32)
+
+
+def test_tracker_keeps_ids_when_detections_come_in_any_order():
+    tracker = Tracker(filter_args=None)
+    boxes = np.array([[0, 0, 50, 100], [200, 0, 250, 100]], np.float32)
+    ids = []
+    for step in range(20):
+        moved = boxes + np.array([3 * step, 0, 3 * step, 0], np.float32)
+        if step % 5 == 0:  # detector frames, detections listed in reverse order every other time
+            tracker.assign(moved[::-1] if step % 10 == 0 else moved)
+        tracks = list(tracker.tracks)
+        order = [int(np.argmin([abs(t.box[0] - b[0]) for b in moved])) for t in tracks]
+        poses = np.stack([_pose_in(moved[i]) for i in order])
+        tracker.update(tracks, poses, np.full((len(tracks), 17), 0.9, np.float32), step / 30)
+        ids.append({t.track_id: round(float(t.box[0])) for t in tracker.tracks})
+    assert all(len(frame) == 2 for frame in ids)
+    left_id = min(ids[0], key=ids[0].get)
+    assert all(min(frame, key=frame.get) == left_id for frame in ids)  # the left person keeps its id
+
+
+def test_tracker_drops_lost_and_duplicate_tracks_and_caps_new_ones():
+    tracker = Tracker(filter_args=None, max_tracks=2)
+    tracker.assign(np.array([[0, 0, 50, 100], [2, 0, 52, 100], [300, 0, 350, 100]], np.float32))
+    assert len(tracker.tracks) == 2  # capped at max_tracks, best (first) detections kept
+    tracks = list(tracker.tracks)
+    same = _pose_in(np.array([0, 0, 50, 100], np.float32))
+    tracker.update(tracks, np.stack([same, same]), np.array([np.full(17, 0.9), np.full(17, 0.8)]), 0.0)
+    assert [t.score for t in tracker.tracks] == [pytest.approx(0.9)]  # the duplicate with the lower score is gone
+    tracker.update(list(tracker.tracks), same[None], np.full((1, 17), 0.1), 0.1)
+    assert tracker.tracks == []  # below lost_score
