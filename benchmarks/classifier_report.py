@@ -1,5 +1,7 @@
 """Image-model accuracy beside the MediaPipe peer on the same crops, in one run: LSP-extended held-out PCK@0.2
-and COCO dev-set OKS-AP (GT boxes), with and without flip test, plus params / GMAC / CPU ms per person.
+and COCO dev-set OKS-AP (GT boxes), with and without flip test, plus params / GMAC / CPU ms per person, and
+occlusion robustness: LSP PCK with one synthetic occluder over 20-40% of each person's box (all joints, and
+the joints under the occluder).
 
     python benchmarks/classifier_report.py --model edge_pct/weights/pct_lite.pt \
         --peer ../shared/data/models/pose_landmarker_full.task --json runs/classifier_report.json
@@ -28,6 +30,8 @@ def main() -> None:
     ap.add_argument("--coco-ann", default=str(DATA / "coco" / "train2017_images" / "annotations.json"))
     ap.add_argument("--coco-images", default=str(DATA / "coco" / "train2017_images"))
     ap.add_argument("--no-flip", action="store_true", help="skip the flip-test rows")
+    ap.add_argument("--occlude", nargs=2, type=float, default=[0.2, 0.4], metavar=("LO", "HI"),
+                    help="occluder share of the box for the robustness columns (default: 0.2 0.4)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
 
@@ -39,20 +43,26 @@ def main() -> None:
                 "ms_per_person_b1": ms_per_person(model, size)}
         for flip in (False,) if args.no_flip else (False, True):
             est = torch_estimator(model, flip=flip)
-            rows.append({"name": f"{Path(path).stem}{' +flip' if flip else ''}", "lsp": evaluate_lsp(est, args.lsp),
-                         "coco": evaluate_coco(est, args.coco_ann, args.coco_images), **cost})
+            rows.append({"name": f"{Path(path).stem}{' +flip' if flip else ''}", **_scores(est, args), **cost})
             print(json.dumps({k: rows[-1][k] for k in ("name", "params_inference_M", "gmac")}), flush=True)
     if args.peer:
         est = mediapipe_estimator(args.peer)
-        rows.append({"name": "MediaPipe PoseLandmarker (full)", "lsp": evaluate_lsp(est, args.lsp),
-                     "coco": evaluate_coco(est, args.coco_ann, args.coco_images)})
+        rows.append({"name": "MediaPipe PoseLandmarker (full)", **_scores(est, args)})
     Path(args.json).write_text(json.dumps(rows, indent=2))
-    print("\n| model | LSP PCK@0.2 | COCO dev AP | AP50 | AP75 | params (M) | GMAC | ms/person (eval) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| model | LSP PCK@0.2 | occluded: all / under occluder | COCO dev AP | AP50 | AP75 | params (M) | GMAC "
+          "| ms/person (eval) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {r['lsp']['pck']:.3f} | {r['coco']['ap']:.3f} | {r['coco']['ap50']:.3f} | "
-              f"{r['coco']['ap75']:.3f} | {r.get('params_inference_M', float('nan')):.2f} | "
-              f"{r.get('gmac', float('nan')):.3f} | {r['coco']['ms_per_person']:.1f} |")
+        occ = r["lsp_occluded"]
+        print(f"| {r['name']} | {r['lsp']['pck']:.3f} | {occ['pck']:.3f} / {occ['pck_occluded']:.3f} | "
+              f"{r['coco']['ap']:.3f} | {r['coco']['ap50']:.3f} | {r['coco']['ap75']:.3f} | "
+              f"{r.get('params_inference_M', float('nan')):.2f} | {r.get('gmac', float('nan')):.3f} | "
+              f"{r['coco']['ms_per_person']:.1f} |")
+
+
+def _scores(est, args) -> dict:
+    return {"lsp": evaluate_lsp(est, args.lsp), "lsp_occluded": evaluate_lsp(est, args.lsp, occlusion=args.occlude),
+            "coco": evaluate_coco(est, args.coco_ann, args.coco_images)}
 
 
 if __name__ == "__main__":

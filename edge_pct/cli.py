@@ -78,8 +78,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if not args.lsp and not (args.coco_ann and args.images):
         raise EdgePctError("Nothing to evaluate: pass --coco-ann JSON --images DIR, or --lsp LSPET_ROOT")
+    occlusion = None
+    if args.occlude is not None:
+        lo, hi = args.occlude
+        if not 0 < lo <= hi < 1:
+            raise EdgePctError(f"--occlude {lo} {hi} is out of range: use 0 < LO <= HI < 1, e.g. --occlude 0.2 0.4")
+        occlusion = (lo, hi)
     est = _estimator(args.model, args.flip)
-    res = evaluate_lsp(est, args.lsp) if args.lsp else evaluate_coco(est, args.coco_ann, args.images)
+    res = (evaluate_lsp(est, args.lsp, occlusion=occlusion) if args.lsp
+           else evaluate_coco(est, args.coco_ann, args.images, occlusion=occlusion))
     _write_json(args.json, {"model_path": args.model, "flip": args.flip, **res})
     return 0
 
@@ -121,7 +128,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.peer and not args.peer_model:
         raise EdgePctError("--peer mediapipe needs --peer-model PATH.task (MediaPipe's pose_landmarker_*.task)")
     backend = open_backend(args.model, args.backend, **({"threads": args.threads} if args.threads else {}))
-    detector = create_detector(args.detector, args.detector_model, max_persons=cfg.max_persons, threads=args.threads)
+    detector = create_detector(args.detector or cfg.detector or None, args.detector_model or cfg.detector_model or None,
+                               max_persons=cfg.max_persons, threads=args.threads)
     try:
         res = run_bench(args.video, PosePipeline(backend, detector, cfg), save=args.save, max_frames=args.frames)
     finally:
@@ -131,6 +139,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         res["peer"] = run_peer(args.video, args.peer_model, cfg.max_persons, max_frames=args.frames)
         res["poses_per_s_vs_peer"] = res["poses_per_s"] / max(res["peer"]["poses_per_s"], 1e-9)
     _write_json(args.json, res)
+    return 0
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from edge_pct.app.__main__ import run_app  # PyQt6 is imported inside run_app only
+    from edge_pct.config import load_config
+
+    if args.screenshot and args.exit_after is None:
+        raise EdgePctError("--screenshot needs --exit-after N (the screenshot is taken after N frames)")
+    if args.exit_after is not None and args.exit_after < 1:
+        raise EdgePctError(f"--exit-after {args.exit_after} is out of range: use a frame count >= 1")
+    names = ("model", "backend", "precision", "detector", "detector_model", "exit_after", "screenshot")
+    res = run_app(args.source, **{k: getattr(args, k) for k in names}, smoothing=False if args.no_smoothing else None,
+                  loop=args.loop or None, stream=load_config(args.config, args.set).stream,
+                  settings_path=args.settings)  # fmt: skip
+    if args.exit_after is not None or args.json:
+        _write_json(args.json, res)
     return 0
 
 
@@ -170,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="folder of the json's images")
     p.add_argument("--lsp", metavar="LSPET_ROOT", help="PCK@0.2 on the LSP-extended held-out slice instead")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
+    p.add_argument("--occlude", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="paste a synthetic occluder over a random LO-HI share of each person's box first, e.g. 0.2 0.4")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("export", help="export the image model to ONNX (+ decoder graph and JSON sidecar)")
@@ -214,9 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["onnxruntime", "torch", "tensorrt"],
                    help="default: from the model file (.pt runs on onnxruntime, exported once to the user cache)")
     p.add_argument("--detector", choices=["track", "onnx", "mediapipe"],
-                   help="person detector (default: onnx/mediapipe when a detector model is given, else track)")
+                   help="person detector (default: [stream] detector of --config, else onnx/mediapipe when a detector "
+                   "model is set, else track)")
     p.add_argument("--detector-model", help="YOLOX-format .onnx/.engine or PoseLandmarker .task "
-                   "(default: $EDGE_PCT_DETECTOR_MODEL)")
+                   "(default: [stream] detector_model of --config, else $EDGE_PCT_DETECTOR_MODEL)")
     p.add_argument("--max-persons", type=int, help="most persons per frame (default: 5)")
     p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: one per core)")
     p.add_argument("--frames", type=int, help="stop after this many frames (default: all)")
@@ -226,9 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config whose [stream] section sets the pipeline")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("app", help="the camera app: live skeleton overlay (PyQt6, the `app` extra)")
+    p.add_argument("--source", help="camera index, video file or URL (default: the last one used, first run: 0)")
+    p.add_argument("--model", help="pose model .pt, .onnx or .engine (default: the last used, else shipped)")
+    p.add_argument("--backend", choices=["onnxruntime", "torch", "tensorrt"], help="default: from the model file")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="require this model precision (default: any)")
+    p.add_argument("--detector", choices=["track", "onnx", "mediapipe"], help="person detector (default: track)")
+    p.add_argument("--detector-model", help="YOLOX-format .onnx/.engine or PoseLandmarker .task")
+    p.add_argument("--no-smoothing", action="store_true", help="start with the One-Euro smoothing off")
+    p.add_argument("--loop", action="store_true", help="loop video files instead of stopping at the end")
+    p.add_argument("--config", help="TOML config whose [stream] section sets the pipeline")
+    p.add_argument("--exit-after", type=int, metavar="N", help="headless: process N frames, then exit")
+    p.add_argument("--screenshot", metavar="PNG", help="headless: save a screenshot of the window after N frames")
+    p.add_argument("--settings", metavar="INI", help="settings file to use instead of the user's (~/.config/edge-pct)")
+    p.set_defaults(func=_cmd_app)
+
     for name, action in sub.choices.items():
         action.add_argument("--json", help="also write the result to this JSON file")
-        if name.startswith("train") or name == "bench":
+        if name.startswith("train") or name in ("bench", "app"):
             action.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                                 help="config override, e.g. tokenizer_train.lr=3e-4 (repeatable)")
     return parser

@@ -126,6 +126,9 @@ class TrainConfig:
     joint_weight: float = 1.0  # L1 on decoded joints, per crop pixel
     vis_weight: float = 1.0  # per-joint confidence BCE
     heatmap_weight: float = 1.0  # auxiliary heatmap (when model.aux_heatmap)
+    # "ce": cross-entropy of the spatial softmax against the normalised Gaussian target (strong gradients from
+    # the first iteration); "mse": the classic per-pixel squared error (starts by predicting all zeros).
+    heatmap_loss: Literal["ce", "mse"] = "ce"
     padding: float = 1.25
     flip_prob: float = 0.5
     rot_prob: float = 0.6
@@ -147,6 +150,8 @@ class TrainConfig:
 class StreamConfig:
     """The streaming pipeline (edge_pct.stream): detection schedule, tracking, smoothing."""
 
+    detector: str = ""  # "track", "onnx" or "mediapipe"; "" = onnx/mediapipe when a detector model is set, else track
+    detector_model: str = ""  # YOLOX .onnx/.engine or PoseLandmarker .task; "" = $EDGE_PCT_DETECTOR_MODEL if set
     max_persons: int = 5
     detect_every: int = 10  # frames between detector runs (model detectors); pose-driven boxes in between
     redetect_score: float = 0.5  # run the detector on the next frame when a track's mean confidence drops below

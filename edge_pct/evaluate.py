@@ -17,6 +17,7 @@ import numpy as np
 from edge_pct.data.topdown import PersonSet
 from edge_pct.data.transforms import PoseAugment, sample_crop_params
 from edge_pct.errors import InputFileError
+from edge_pct.occlusion import inside_rect, paste_rect, sample_rect
 from edge_pct.processing import apply_affine, invert_affine, warp_crops
 
 # LSP PCK normalisation: torso = distance between the left shoulder and the right hip (COCO indices).
@@ -86,10 +87,16 @@ def mediapipe_estimator(task_path: str | Path, input_size: tuple[int, int] = (19
     return Estimator("mediapipe", input_size, run, backend="mediapipe", precision="fp16")
 
 
-def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray, float]:
+def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25,
+                    occlusion: tuple[float, float] | None = None,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Crop every person with its GT box, run the estimator, map joints back to the image.
 
-    Returns joints (N, 17, 2) image px, scores (N, 17), and milliseconds per person spent in the estimator.
+    `occlusion` (lo, hi) first pastes one synthetic occluder over a uniform lo-hi share of each person's box
+    (`edge_pct.occlusion`, seeded per person, so every estimator sees the same pixels).
+
+    Returns joints (N, 17, 2) image px, scores (N, 17), milliseconds per person spent in the estimator, and
+    occluded (N, 17) bool: the GT joints under the occluder.
     """
     import cv2
 
@@ -98,6 +105,7 @@ def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25) -
     mats = params.affine(est.input_size)
     joints = np.zeros((len(persons), 17, 2), np.float32)
     scores = np.zeros((len(persons), 17), np.float32)
+    occluded = np.zeros((len(persons), 17), bool)
     infer_s = 0.0
     by_image: dict[str, list[int]] = {}
     for i, p in enumerate(persons.paths):
@@ -106,13 +114,28 @@ def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25) -
         image = cv2.imread(path)
         if image is None:
             raise InputFileError(f"Cannot read image '{path}': check --images / the dataset folder")
-        crops = warp_crops(image, mats[idx], est.input_size)
+        if occlusion is None:
+            crops = warp_crops(image, mats[idx], est.input_size)
+        else:  # one occluded copy of the image per person, so no occluder covers a neighbour's crop by design
+            crops = np.concatenate([_occluded_crop(image, persons, i, mats[i], est.input_size, occlusion, seed,
+                                                   occluded) for i in idx])
         t0 = time.perf_counter()
         res = est.run(crops)
         infer_s += time.perf_counter() - t0
         joints[idx] = apply_affine(res["joints"], invert_affine(mats[idx]))
         scores[idx] = res["scores"]
-    return joints, scores, infer_s * 1e3 / max(1, len(persons))
+    return joints, scores, infer_s * 1e3 / max(1, len(persons)), occluded
+
+
+def _occluded_crop(image: np.ndarray, persons: PersonSet, i: int, mat: np.ndarray, input_size: tuple[int, int],
+                   occlusion: tuple[float, float], seed: int, occluded: np.ndarray) -> np.ndarray:
+    """Crop (1, H, W, 3) of person i with an occluder over its box; marks occluded[i] in place."""
+    rng = np.random.default_rng([seed, i])
+    rect = sample_rect(rng, persons.boxes[i], rng.uniform(*occlusion))
+    copy = image.copy()
+    paste_rect(rng, copy, rect)
+    occluded[i] = inside_rect(persons.keypoints[i, :, :2], rect) & (persons.keypoints[i, :, 2] > 0)
+    return warp_crops(copy, mat[None], input_size)
 
 
 def instance_scores(scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -121,27 +144,31 @@ def instance_scores(scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
     return np.where(above.any(1), (scores * above).sum(1) / np.maximum(above.sum(1), 1), scores.mean(1))
 
 
-def evaluate_coco(est: Estimator, ann_path: str | Path, images_dir: str | Path) -> dict:
-    """COCO OKS-AP with GT boxes; keypoint score = per-joint confidence."""
+def evaluate_coco(est: Estimator, ann_path: str | Path, images_dir: str | Path,
+                  occlusion: tuple[float, float] | None = None) -> dict:
+    """COCO OKS-AP with GT boxes; keypoint score = per-joint confidence. `occlusion`: see predict_persons."""
     from edge_pct.coco_eval import keypoint_results, oks_ap
     from edge_pct.data.topdown import load_coco_persons
 
     persons = load_coco_persons(ann_path, images_dir)
-    joints, scores, ms = predict_persons(est, persons)
+    joints, scores, ms, _ = predict_persons(est, persons, occlusion=occlusion)
     results = keypoint_results(persons.image_ids, joints, scores, instance_scores(scores))
     return {**oks_ap(ann_path, results), "persons": len(persons), "ms_per_person": ms, "backend": est.backend,
-            "precision": est.precision, "model": est.name}
+            "precision": est.precision, "model": est.name, "occlusion": list(occlusion) if occlusion else None}
 
 
-def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2) -> dict:
+def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2, joint_mask: np.ndarray | None = None) -> dict:
     """PCK@threshold over the labeled LSP body joints, normalised by the torso (left shoulder - right hip).
 
-    pred (N, 17, 2), gt (N, 17, 3) image px; persons without both torso joints are skipped.
+    pred (N, 17, 2), gt (N, 17, 3) image px; persons without both torso joints are skipped. `joint_mask`
+    (N, 17) bool scores only the joints it marks (e.g. those under an occluder).
     """
     torso = np.linalg.norm(gt[:, TORSO[0], :2] - gt[:, TORSO[1], :2], axis=-1)
     ok = (gt[:, TORSO[0], 2] > 0) & (gt[:, TORSO[1], 2] > 0) & (torso > 1)
     body = list(LSP_BODY)
     lab = (gt[ok][:, body, 2] > 0)
+    if joint_mask is not None:
+        lab &= joint_mask[ok][:, body]
     dist = np.linalg.norm(pred[ok][:, body] - gt[ok][:, body, :2], axis=-1) / torso[ok, None]
     hit = (dist <= threshold) & lab
     per_joint = hit.sum(0) / np.maximum(lab.sum(0), 1)
@@ -149,11 +176,21 @@ def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2) -> dict:
             "pck_per_joint": {int(j): float(v) for j, v in zip(body, per_joint, strict=True)}}
 
 
-def evaluate_lsp(est: Estimator, lsp_root: str | Path, threshold: float = 0.2) -> dict:
-    """PCK@0.2 on the LSP-extended held-out slice im09001-im10000 (GT boxes from the labeled joints)."""
+def evaluate_lsp(est: Estimator, lsp_root: str | Path, threshold: float = 0.2,
+                 occlusion: tuple[float, float] | None = None) -> dict:
+    """PCK@0.2 on the LSP-extended held-out slice im09001-im10000 (GT boxes from the labeled joints).
+
+    With `occlusion` (see predict_persons) also pck_occluded / pck_unoccluded: the joints under / outside the
+    occluder."""
     from edge_pct.data.lsp import load_lsp
 
     persons = load_lsp(lsp_root, "heldout")
-    joints, _, ms = predict_persons(est, persons)
-    return {**pck(joints, persons.keypoints, threshold), "threshold": threshold, "ms_per_person": ms,
-            "backend": est.backend, "precision": est.precision, "model": est.name}
+    joints, _, ms, occluded = predict_persons(est, persons, occlusion=occlusion)
+    res = {**pck(joints, persons.keypoints, threshold), "threshold": threshold, "ms_per_person": ms,
+           "backend": est.backend, "precision": est.precision, "model": est.name,
+           "occlusion": list(occlusion) if occlusion else None}
+    if occlusion:
+        res["pck_occluded"] = pck(joints, persons.keypoints, threshold, occluded)["pck"]
+        res["pck_unoccluded"] = pck(joints, persons.keypoints, threshold, ~occluded)["pck"]
+        res["occluded_joint_share"] = float(occluded.sum() / max((persons.keypoints[..., 2] > 0).sum(), 1))
+    return res

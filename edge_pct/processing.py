@@ -96,3 +96,14 @@ def warp_crops(image: np.ndarray, mats: np.ndarray, input_size: tuple[int, int])
 def to_model_input(crops: np.ndarray) -> np.ndarray:
     """BGR uint8 crops (N, H, W, 3) -> model input (N, 3, H, W) float32 RGB in [0, 255] (the model normalises)."""
     return np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a (N, 4) and b (K, 4), x1 y1 x2 y2 px -> (N, K) float32 (0 where both are empty)."""
+    a, b = np.asarray(a, np.float32).reshape(-1, 4), np.asarray(b, np.float32).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=-1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)

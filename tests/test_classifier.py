@@ -81,6 +81,21 @@ def test_heatmap_targets_peak_at_the_joint():
     assert (x, y) == (2, 4) and hm[0, 0, 4, 2] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("kind", ["ce", "mse"])
+def test_heatmap_loss_is_lowest_at_the_target_and_reports_the_peak_error(kind):
+    from edge_pct.train.classifier import heatmap_terms
+
+    joints = torch.tensor([[[19.5, 35.5], [3.5, 3.5]]])  # cell centres (2, 4) and (0, 0) on the stride-8 grid
+    labeled = torch.ones(1, 2)
+    target = heatmap_targets(joints, (8, 6), stride=8)
+    logits = target * 20 if kind == "ce" else target  # CE scores a spatial softmax: make the peak dominant
+    good = heatmap_terms(logits, joints, labeled, (48, 64), kind)
+    bad = heatmap_terms(logits.flip(-1), joints, labeled, (48, 64), kind)
+    assert float(good["heatmap"]) < float(bad["heatmap"])
+    assert float(good["heatmap_err"]) == pytest.approx(0.0, abs=1e-5)
+    assert float(bad["heatmap_err"]) > 8
+
+
 def test_checkpoint_round_trip(tiny_model, tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", "classifier", _ckpt_config(tiny_model), tiny_model.eval())
     loaded = load_classifier(path)

@@ -47,6 +47,13 @@ def test_bad_overrides(override, message):
         load_config(overrides=[override])
 
 
+def test_toml_booleans_on_the_command_line():
+    assert load_config(overrides=["tokenizer_train.oks_weighted_l1=true"]).tokenizer_train.oks_weighted_l1 is True
+    assert load_config(overrides=["stream.smoothing=false"]).stream.smoothing is False
+    with pytest.raises(ConfigError, match="expected bool"):
+        load_config(overrides=["stream.smoothing=yes"])
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")

@@ -103,9 +103,38 @@ def test_predict_persons_returns_image_coordinates(tmp_path):
                         np.array([1]), np.array([1.0]))
     est = Estimator("centre", (48, 64), lambda c: {"joints": np.full((len(c), 17, 2), [24.0, 32.0], np.float32),
                                                     "scores": np.ones((len(c), 17), np.float32)})
-    joints, scores, ms = predict_persons(est, persons)
+    joints, scores, ms, occluded = predict_persons(est, persons)
     np.testing.assert_allclose(joints[0], np.tile([40.0, 40.0], (17, 1)), atol=1e-3)
-    assert ms >= 0 and scores.shape == (1, 17)
+    assert ms >= 0 and scores.shape == (1, 17) and not occluded.any()
+
+
+def test_occlusion_covers_the_asked_share_of_the_box_the_same_for_every_estimator(tmp_path):
+    """The occluder lands inside the person box, covers 20-40% of it, marks the joints under it, and is the same
+    pixels for two estimators (seeded per person)."""
+    from edge_pct.data.topdown import PersonSet
+
+    image = np.full((200, 200, 3), 128, np.uint8)
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), image)
+    ys, xs = np.meshgrid(np.linspace(45, 150, 5), np.linspace(55, 140, 4), indexing="ij")
+    kpts = np.zeros((1, 17, 3), np.float32)
+    kpts[0, :, 0], kpts[0, :, 1], kpts[0, :, 2] = xs.ravel()[:17], ys.ravel()[:17], 2
+    persons = PersonSet([str(path)], np.array([[50, 40, 100, 120]], np.float32), kpts, np.array([1]), np.array([1.0]))
+    seen = []
+
+    def run(crops):
+        seen.append(crops.copy())
+        return {"joints": np.zeros((len(crops), 17, 2), np.float32), "scores": np.ones((len(crops), 17), np.float32)}
+
+    est = Estimator("probe", (96, 128), run)
+    *_, occluded = predict_persons(est, persons, occlusion=(0.2, 0.4))
+    predict_persons(est, persons, occlusion=(0.2, 0.4))
+    np.testing.assert_array_equal(seen[0], seen[1])
+    changed = (seen[0][0] != 128).any(-1).mean()  # share of the crop covered
+    region_area = 125 * (125 / 0.75)  # the 100x120 box widened to the crop aspect 0.75, then padded 1.25
+    box_share = changed * region_area / (100 * 120)
+    assert 0.2 * 0.9 <= box_share <= 0.4 * 1.1
+    assert occluded.any() and not occluded.all()
 
 
 def test_eval_command_on_a_synthetic_coco_set(tmp_path, capsys):

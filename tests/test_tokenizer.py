@@ -135,3 +135,21 @@ def test_training_mask_keeps_supervising_hidden_joints(tiny_tokenizer_cfg):
     expected = (hidden_out - poses).abs().mean()
     assert float(res["l1"].detach()) == pytest.approx(float(expected.detach()), rel=1e-4)
     assert np.isfinite(float(res["loss"].detach()))
+
+
+def test_oks_weighted_loss_spends_precision_on_the_face(tiny_tokenizer_cfg):
+    """Weights are 1 / OKS sigma with mean 1; a face error costs more than the same error at the hip."""
+    from edge_pct.train.tokenizer import oks_joint_weights
+
+    w = oks_joint_weights()
+    assert w.mean() == pytest.approx(1.0) and w[1] > 2 * w[11]  # left eye vs left hip
+    model = PoseTokenizer(tiny_tokenizer_cfg)
+    poses = _poses(4)
+    lab = torch.ones(4, 17, dtype=torch.bool)
+    gen = [torch.Generator().manual_seed(0) for _ in range(3)]
+    plain = tokenizer_loss(model.eval(), poses, lab, 1.0, 0.0, gen[0])
+    uniform = tokenizer_loss(model, poses, lab, 1.0, 0.0, gen[1], joint_weights=torch.ones(17))
+    weighted = tokenizer_loss(model, poses, lab, 1.0, 0.0, gen[2], joint_weights=w)
+    assert uniform["loss"].item() == pytest.approx(plain["loss"].item(), rel=1e-5)
+    assert weighted["l1"].item() == pytest.approx(plain["l1"].item(), rel=1e-5)  # the logged L1 stays unweighted
+    assert weighted["loss"].item() != pytest.approx(plain["loss"].item(), rel=1e-3)

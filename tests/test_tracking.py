@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from edge_pct.processing import box_iou
 from edge_pct.stream.filters import OneEuroFilter, TokenSmoother, mean_acceleration, smoothing_factor
-from edge_pct.stream.tracking import Tracker, box_from_pose, box_iou
+from edge_pct.stream.tracking import Tracker, box_from_pose
 
 
 def test_one_euro_matches_the_formula_step_by_step():

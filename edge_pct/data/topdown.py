@@ -16,6 +16,7 @@ import torch
 
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
 from edge_pct.errors import InputFileError
+from edge_pct.occlusion import inside_rect, paste_rect, sample_rect
 from edge_pct.processing import to_model_input, warp_crops
 
 
@@ -77,16 +78,9 @@ def _add_occluders(rng: np.random.Generator, crop: np.ndarray, joints: np.ndarra
         return
     h, w = crop.shape[:2]
     for _ in range(rng.integers(1, 3)):
-        area = rng.uniform(0.05, 0.25) * h * w
-        aspect = rng.uniform(0.4, 2.5)
-        ow, oh = int(min(w, np.sqrt(area * aspect))), int(min(h, np.sqrt(area / aspect)))
-        x0, y0 = rng.integers(0, w - ow + 1), rng.integers(0, h - oh + 1)
-        if rng.random() < 0.5:
-            crop[y0:y0 + oh, x0:x0 + ow] = rng.integers(0, 256, (oh, ow, 3), dtype=np.uint8)
-        else:
-            crop[y0:y0 + oh, x0:x0 + ow] = rng.integers(0, 256, 3, dtype=np.uint8)
-        inside = (joints[:, 0] >= x0) & (joints[:, 0] < x0 + ow) & (joints[:, 1] >= y0) & (joints[:, 1] < y0 + oh)
-        visible[inside] = 0.0
+        rect = sample_rect(rng, np.array([0, 0, w, h]), rng.uniform(0.05, 0.25))
+        paste_rect(rng, crop, rect)
+        visible[inside_rect(joints[:, :2], rect)] = 0.0
 
 
 class CropDataset(torch.utils.data.Dataset):

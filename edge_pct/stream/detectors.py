@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edge_pct.errors import ConfigError
+from edge_pct.processing import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +74,12 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(boxes) != len(scores):
         raise ValueError(f"boxes (N, 4) and scores (N,) disagree: {boxes.shape} vs {scores.shape}")
-    x1, y1, x2, y2 = boxes.T
-    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     order = np.argsort(-scores, kind="stable")
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(best)
-        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
-        inter = w * h
-        union = areas[best] + areas[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou <= iou_threshold]
+        order = rest[box_iou(boxes[best], boxes[rest])[0] <= iou_threshold]
     return np.array(keep, dtype=np.int64)
 
 

@@ -13,22 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_pct.processing import box_iou
 from edge_pct.stream.filters import OneEuroFilter, TokenSmoother
 
 # The keypoint bounds of a person are tighter than the person boxes the model was trained on (COCO boxes
 # include the head top and the feet): enlarge them by this factor around their centre.
 POSE_BOX_ENLARGE = 1.2
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes a (N, 4) and b (K, 4), x1 y1 x2 y2 px -> (N, K)."""
-    a, b = np.asarray(a, np.float32).reshape(-1, 4), np.asarray(b, np.float32).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def box_from_pose(joints: np.ndarray, confidence: np.ndarray, threshold: float = 0.3) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Stage-2 training: the PCT image model on person crops (PCT-NOTES 2.4-2.5), CPU or GPU, one or many GPUs.
 
 Loss = CE(token logits, tokenizer indices of the GT pose) + L1 (decoded joints, crop px, labeled joints)
-+ BCE (per-joint confidence vs visible x closeness of the decoded joint) + the auxiliary heatmap MSE.
++ BCE (per-joint confidence vs visible x closeness of the decoded joint) + the auxiliary heatmap loss.
 AMP on CUDA; `torchrun --nproc_per_node N -m edge_pct.cli train ...` trains with DistributedDataParallel.
 Resumable: `<out>/last.pt` holds weights, optimizer and iteration; rerunning the same command resumes.
 """
@@ -60,6 +60,26 @@ def heatmap_targets(joints: torch.Tensor, shape: tuple[int, int], stride: int, s
     return torch.exp(-((xs - cx) ** 2 + (ys[:, None] - cy) ** 2) / (2 * sigma**2))
 
 
+def heatmap_terms(hm: torch.Tensor, joints: torch.Tensor, labeled: torch.Tensor, input_size: tuple[int, int],
+                  kind: str, stride: int = 8) -> dict[str, torch.Tensor]:
+    """Auxiliary heatmap loss for hm (B, J, h, w) vs joints (B, J, 2) crop px, over labeled (B, J) float joints
+    inside the crop; also `heatmap_err` (px): how far the heatmap argmax is from the joint (learning progress)."""
+    w, h = input_size
+    inside = labeled * ((joints >= 0).all(-1) & (joints[..., 0] < w) & (joints[..., 1] < h)).float()
+    target = heatmap_targets(joints, hm.shape[-2:], stride)
+    if kind == "ce":
+        target = target / target.sum((-1, -2), keepdim=True).clamp(min=1e-9)
+        per_joint = -(target * hm.flatten(2).log_softmax(-1).view_as(hm)).sum((-1, -2))  # (B, J)
+    else:
+        per_joint = ((hm - target) ** 2).sum((-1, -2))
+    n = inside.sum().clamp(min=1)
+    with torch.no_grad():
+        flat = hm.flatten(2).argmax(-1)  # (B, J)
+        peak = torch.stack([flat % hm.shape[-1], flat // hm.shape[-1]], -1).float() * stride + (stride - 1) / 2
+        err = ((peak - joints).norm(dim=-1) * inside).sum() / n
+    return {"heatmap": (per_joint * inside).sum() / n, "heatmap_err": err}
+
+
 def classifier_loss(model: PoseClassifier, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                     t: TrainConfig) -> dict[str, torch.Tensor]:
     """All stage-2 loss terms (scalars) for one batch; `out` is the model output on batch["image"]."""
@@ -79,11 +99,7 @@ def classifier_loss(model: PoseClassifier, out: dict[str, torch.Tensor], batch: 
     loss = t.ce_weight * ce + t.joint_weight * l1 + t.vis_weight * vis
     terms = {"ce": ce, "l1": l1, "vis": vis}
     if "heatmaps" in out:
-        hm = out["heatmaps"].float()
-        inside = lab * ((joints >= 0).all(-1) & (joints[..., 0] < model.cfg.input_size[0])
-                        & (joints[..., 1] < model.cfg.input_size[1])).float()
-        sq = ((hm - heatmap_targets(joints, hm.shape[-2:], 8)) ** 2).sum((-1, -2))  # (B, J)
-        terms["heatmap"] = (sq * inside).sum() / inside.sum().clamp(min=1)
+        terms.update(heatmap_terms(out["heatmaps"].float(), joints, lab, model.cfg.input_size, t.heatmap_loss))
         loss = loss + t.heatmap_weight * terms["heatmap"]
     with torch.no_grad():
         terms["token_top1"] = (out["logits"].argmax(-1) == target).float().mean()
@@ -195,8 +211,8 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path) -> dict:
                          **{k: v.item() for k, v in res.items()}, "minutes": elapsed / 60}
                 log_file.write(json.dumps(stats) + "\n")
                 log_file.flush()
-                log.info("it %d/%d loss %.3f ce %.3f l1 %.2fpx top1 %.3f", it, total, stats["loss"], stats["ce"],
-                         stats["l1"], stats["token_top1"])
+                log.info("it %d/%d loss %.3f ce %.3f l1 %.2fpx top1 %.3f heatmap err %.1fpx", it, total,
+                         stats["loss"], stats["ce"], stats["l1"], stats["token_top1"], stats.get("heatmap_err", -1))
             if it % t.checkpoint_every == 0:
                 checkpoint(it)
             if (t.max_minutes and elapsed / 60 >= t.max_minutes) or it >= total:
