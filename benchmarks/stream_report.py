@@ -1,0 +1,81 @@
+"""Streaming pipeline on recorded videos beside MediaPipe, in one run: FPS, poses per second, per-stage ms, and
+jitter with and without smoothing, for each pose model (e.g. ORT FP32 and INT8) with the YOLOX detector, plus
+the single-person `track` mode.
+
+    python benchmarks/stream_report.py --model runs/export/model.onnx calibration/lite/model.int8.onnx \
+        --json runs/stream_report.json
+
+Every row runs `edge_pct.bench.run_bench` (what `edge-pct bench` runs); the MediaPipe peer runs on the same
+video in the same process right after our rows. Jitter is the mean joint acceleration per person height
+(`jitter_rel`, x1000 in the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from edge_pct import DEFAULT_MODEL
+from edge_pct.bench import run_bench, run_peer
+from edge_pct.config import StreamConfig
+from edge_pct.engines.model_files import open_backend
+from edge_pct.stream.detectors import create_detector
+from edge_pct.stream.pipeline import PosePipeline
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _row(video: Path, model: str, detector: str, detector_model: str | None, cfg: StreamConfig, threads: int,
+         frames: int | None) -> dict:
+    backend = open_backend(model, threads=threads) if Path(model).suffix in (".onnx", ".pt") else open_backend(model)
+    det = create_detector(detector, detector_model, max_persons=cfg.max_persons, threads=threads)
+    try:
+        res = run_bench(video, PosePipeline(backend, det, cfg), max_frames=frames)
+    finally:
+        det.close()
+    return {**res, "video": video.name, "model": Path(model).name}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", nargs="+", default=[str(DEFAULT_MODEL)], help=".pt / .onnx pose models")
+    ap.add_argument("--video", nargs="+", default=[str(DATA / "videos" / "vtest.avi"), str(DATA / "videos" /
+                                                                                        "street.avi")])
+    ap.add_argument("--detector-model", default=str(DATA / "models" / "yolox_nano.onnx"))
+    ap.add_argument("--peer-model", default=str(DATA / "models" / "pose_landmarker_full.task"), help="'' to skip")
+    ap.add_argument("--max-persons", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=int, help="frames per video (default: all)")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+
+    cfg = StreamConfig(max_persons=args.max_persons)
+    rows = []
+    for video in map(Path, args.video):
+        for model in args.model:
+            rows.append(_row(video, model, "onnx", args.detector_model, cfg, args.threads, args.frames))
+            raw = dataclasses.replace(cfg, smoothing=False)
+            rows.append({**_row(video, model, "onnx", args.detector_model, raw, args.threads, args.frames),
+                         "variant": "no smoothing"})
+        rows.append({**_row(video, args.model[0], "track", None, cfg, args.threads, args.frames),
+                     "variant": "track (single person)"})
+        if args.peer_model:
+            peer = run_peer(video, args.peer_model, args.max_persons, max_frames=args.frames)
+            rows.append({**peer, "video": video.name, "model": "MediaPipe PoseLandmarker (full)",
+                         "detector": "its own"})
+        print(json.dumps(rows[-1]), flush=True)
+    Path(args.json).write_text(json.dumps(rows, indent=2))
+
+    print("\n| video | model | detector | variant | FPS | persons/frame | poses/s | infer ms | jitter x1000 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        infer = r["stage_ms"]["infer"] if "stage_ms" in r else float("nan")
+        jitter = r.get("jitter_rel", float("nan")) * 1000
+        print(f"| {r['video']} | {r['model']} | {r.get('detector', '')} | {r.get('variant', '')} | {r['fps']:.1f} | "
+              f"{r['persons_per_frame']:.2f} | {r['poses_per_s']:.1f} | {infer:.1f} | {jitter:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
