@@ -1,10 +1,13 @@
-"""`edge-pct calibrate`: FP32 ONNX + images -> INT8 Q/DQ ONNX, TensorRT calibration cache and a report, atomically.
+"""`edge-pct calibrate`: FP32 ONNX + images -> INT8 Q/DQ ONNX graphs, TensorRT calibration cache, report, atomically.
 
-Into `out_dir`: `model.int8.onnx` (+ `model.int8.decoder.onnx`, the FP32 decoder, and the `model.int8.json`
-sidecar, so `OnnxRuntimeBackend("out/model.int8.onnx")` loads it like any export), `calib.cache` (TensorRT <= 10
-implicit INT8, `trt_cache`), and `report.json`: per-tensor ranges, method, crops, calibration seconds, FP32 vs
-INT8 keypoint agreement on held-out crops, COCO OKS-AP of both on the held-out images when annotations are given,
-and ONNX Runtime CPU latency of both at batch 1 and 4, measured in the same process. Everything is written in a
+Into `out_dir`: `model.int8.onnx`, the symmetric Q/DQ graph for TensorRT (+ `model.int8.decoder.onnx`, the FP32
+decoder, and the `model.int8.json` sidecar, so `OnnxRuntimeBackend("out/model.int8.onnx")` loads it like any
+export); `model.int8.cpu.onnx` + `model.int8.cpu.json`, the same ranges quantized for ONNX Runtime's CPU kernels
+(`qdq.TARGETS`: ONNX Runtime runs the TensorRT graph on x86 slower than FP32), sharing the decoder; `calib.cache`
+(TensorRT <= 10 implicit INT8, `trt_cache`); and `report.json`: per-tensor ranges, method, crops, calibration
+seconds, FP32 vs INT8 keypoint agreement of both graphs on held-out crops, COCO OKS-AP of all three on the
+held-out images when annotations are given, and ONNX Runtime CPU latency of FP32 and both INT8 graphs at batch 1
+and 4, measured in the same process. Everything is written in a
 staging folder inside `out_dir` and moved into place at the end (report.json last), so a failure leaves the
 previous artifacts as they were. A run whose fingerprint (ONNX sha256, the selected image files, annotations,
 method, num, seed, onnxruntime version) matches the existing report reuses its ranges instead of calibrating.
@@ -30,6 +33,7 @@ from edge_pct.files import file_sha256
 log = logging.getLogger(__name__)
 
 INT8_NAME = "model.int8.onnx"
+CPU_NAME = "model.int8.cpu.onnx"  # the "cpu" Q/DQ target (qdq.TARGETS): what OnnxRuntimeBackend should load on CPU
 CACHE_NAME = "calib.cache"
 REPORT_NAME = "report.json"
 LATENCY_BATCHES = (1, 4)
@@ -76,7 +80,7 @@ def _fingerprint(onnx_sha: str, selection: Any, images: Path, ann: Path | None, 
 def _previous_ranges(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     """The earlier report when its fingerprint matches and its artifacts are all there, else None."""
     report = out_dir / REPORT_NAME
-    if not all((out_dir / n).is_file() for n in (REPORT_NAME, INT8_NAME, CACHE_NAME)):
+    if not all((out_dir / n).is_file() for n in (REPORT_NAME, INT8_NAME, CPU_NAME, CACHE_NAME)):
         return None
     try:
         old = json.loads(report.read_text())
@@ -130,7 +134,8 @@ def calibrate(onnx: str | Path, images: str | Path, out_dir: str | Path, ann: st
         result = _run(onnx_path, meta, staging, selection, calib_crops, heldout_crops, previous, ann, images,
                       method=method, batch=batch, threads=threads, repeats=latency_repeats, trt_version=trt_version,
                       seed=seed, fingerprint=fingerprint, onnx_sha=onnx_sha)
-        for name in (INT8_NAME, _stem_name(".decoder.onnx"), _stem_name(".json"), CACHE_NAME, REPORT_NAME):
+        for name in (INT8_NAME, _stem_name(".decoder.onnx"), _stem_name(".json"), CPU_NAME,
+                     _stem_name(".json", CPU_NAME), CACHE_NAME, REPORT_NAME):
             (staging / name).replace(out_dir / name)  # report.json last: it vouches for the others
     except BaseException:
         if created:
@@ -139,13 +144,14 @@ def calibrate(onnx: str | Path, images: str | Path, out_dir: str | Path, ann: st
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     paths = {"int8_onnx": INT8_NAME, "cache": CACHE_NAME, "report": REPORT_NAME,
-             "sidecar": _stem_name(".json"), "decoder_onnx": _stem_name(".decoder.onnx")}
+             "sidecar": _stem_name(".json"), "decoder_onnx": _stem_name(".decoder.onnx"),
+             "cpu_onnx": CPU_NAME, "cpu_sidecar": _stem_name(".json", CPU_NAME)}
     return {**{k: str(out_dir / v) for k, v in paths.items()}, **result}
 
 
-def _stem_name(suffix: str) -> str:
+def _stem_name(suffix: str, name: str = INT8_NAME) -> str:
     """model.int8.onnx -> model.int8<suffix> (what OnnxRuntimeBackend / read_sidecar look for next to it)."""
-    return Path(INT8_NAME).with_suffix(suffix).name
+    return Path(name).with_suffix(suffix).name
 
 
 def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, calib_crops: np.ndarray | None,
@@ -153,14 +159,14 @@ def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, c
          batch: int, threads: int | None, repeats: int, trt_version: int | None, seed: int, fingerprint: str,
          onnx_sha: str) -> dict[str, Any]:
     """Calibrate (or reuse the ranges), quantize, write the staged artifacts and measure; returns the result."""
-    from edge_pct.calibration.qdq import float_nodes
+    from edge_pct.calibration.qdq import cpu_float_nodes, float_nodes
     from edge_pct.calibration.trt_cache import DEFAULT_TRT_VERSION, format_cache
 
     onnx = require("onnx", "cpu")
-    int8_path = staging / INT8_NAME
+    int8_path, cpu_path = staging / INT8_NAME, staging / CPU_NAME
     fp32_model = onnx.load(str(onnx_path))
     exclude = float_nodes(fp32_model)
-    ranges, calibration_s, quantized = _quantize(onnx_path, int8_path, calib_crops, previous, exclude, method=method,
+    ranges, calibration_s, quantized = _quantize(onnx_path, staging, calib_crops, previous, exclude, method=method,
                                                  batch=batch, threads=threads)
     # TensorRT's implicit INT8 gets scales only where the Q/DQ model quantizes: the FP32 island stays FP32 there too.
     float_tensors = {t for n in fp32_model.graph.node if n.name in exclude for t in (*n.input, *n.output)}
@@ -168,35 +174,43 @@ def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, c
     version = DEFAULT_TRT_VERSION if trt_version is None else int(trt_version)
     (staging / CACHE_NAME).write_text(format_cache(cache_ranges, version))
     shutil.copyfile(onnx_path.with_name(meta["decoder_onnx"]), staging / _stem_name(".decoder.onnx"))
-    sidecar = _int8_sidecar(meta, onnx_path, onnx_sha, method, selection)
-    _write_json(staging / _stem_name(".json"), sidecar)  # OnnxRuntimeBackend needs it to load the INT8 model
-    fp32_vs_int8 = _measure(onnx_path, int8_path, heldout_crops, threads, repeats, seed)
+    sidecars = {name: _int8_sidecar(meta, onnx_path, onnx_sha, method, selection, name)
+                for name in (INT8_NAME, CPU_NAME)}
+    for name, sidecar in sidecars.items():  # OnnxRuntimeBackend needs them to load the INT8 models
+        _write_json(staging / _stem_name(".json", name), sidecar)
+    fp32_vs_int8 = _measure(onnx_path, int8_path, cpu_path, heldout_crops, threads, repeats, seed)
     fp32_vs_int8["on"] = "heldout" if selection.heldout else "calibration"
     if ann is not None:
         ids = [s.image_id for s in (selection.heldout or selection.calib)]
-        fp32_vs_int8["coco"] = _coco_delta(onnx_path, int8_path, ann, images, ids, staging)
-    sidecar["fp32_vs_int8"] = {k: v for k, v in fp32_vs_int8.items() if k.startswith("joints")}
-    _write_json(staging / _stem_name(".json"), sidecar)
+        fp32_vs_int8["coco"] = _coco_delta(onnx_path, int8_path, cpu_path, ann, images, ids, staging)
+    for name, agree in ((INT8_NAME, fp32_vs_int8), (CPU_NAME, fp32_vs_int8["cpu"])):
+        sidecars[name]["fp32_vs_int8"] = {k: v for k, v in agree.items() if k.startswith("joints")}
+        _write_json(staging / _stem_name(".json", name), sidecars[name])
     result = {"ranges": {k: [lo, hi] for k, (lo, hi) in sorted(ranges.items())}, "fp32_vs_int8": fp32_vs_int8,
               "method": method, "num": len(selection.calib), "heldout": len(selection.heldout),
               "source": selection.source, "calibration_s": calibration_s, "reused": previous is not None,
               "fingerprint": fingerprint}
     extra = _report_extra(onnx_path, onnx_sha, images, ann, seed, exclude, cache_ranges, version)
-    extra["quantization"].update(quantized=quantized)
+    extra["quantization"]["tensorrt"].update(quantized=quantized[INT8_NAME])
+    extra["quantization"]["cpu"].update(quantized=quantized[CPU_NAME],
+                                        fp32_nodes_extra=cpu_float_nodes(fp32_model, exclude))
     _write_json(staging / REPORT_NAME, {**result, **extra})
     return result
 
 
-def _quantize(onnx_path: Path, int8_path: Path, calib_crops: np.ndarray | None, previous: dict[str, Any] | None,
+def _quantize(onnx_path: Path, staging: Path, calib_crops: np.ndarray | None, previous: dict[str, Any] | None,
               exclude: list[str], *, method: str, batch: int,
-              threads: int | None) -> tuple[dict[str, tuple[float, float]], float, dict[str, int]]:
-    """Write the Q/DQ model from fresh ranges (calibrating `calib_crops`) or from `previous` report's ranges.
+              threads: int | None) -> tuple[dict[str, tuple[float, float]], float, dict[str, dict[str, int]]]:
+    """Write both Q/DQ models (INT8_NAME for TensorRT, CPU_NAME for ONNX Runtime CPU) into `staging`, from fresh
+    ranges (calibrating `calib_crops`) or from the `previous` report's ranges.
 
-    Returns ranges, calibration seconds (the earlier run's when reused) and counts of quantized tensors / nodes.
+    Returns ranges, calibration seconds (the earlier run's when reused) and, per file, counts of quantized tensors
+    and Q/DQ nodes.
     """
     from edge_pct.calibration.qdq import qdq_summary, quantize_qdq
     from edge_pct.calibration.reader import calibration_reader, graph_input
 
+    int8_path = staging / INT8_NAME
     if previous is None:
         input_name, fixed, _ = graph_input(onnx_path)
         reader = calibration_reader(calib_crops, input_name, fixed or batch, fixed=fixed is not None)
@@ -208,18 +222,26 @@ def _quantize(onnx_path: Path, int8_path: Path, calib_crops: np.ndarray | None, 
         ranges = {k: (float(v[0]), float(v[1])) for k, v in previous["ranges"].items()}
         quantize_qdq(onnx_path, int8_path, method=method, ranges=ranges, exclude=exclude)
         calibration_s = float(previous.get("calibration_s", 0.0))
-    facts = qdq_summary(require("onnx", "cpu").load(str(int8_path)), exclude)
-    counts = {k: len(facts[k]) for k in ("activations", "weights")}
-    return ranges, calibration_s, {**counts, "quantize_nodes": facts["quantize_nodes"],
-                                   "dequantize_nodes": facts["dequantize_nodes"]}
+    quantize_qdq(onnx_path, staging / CPU_NAME, method=method, ranges=ranges, exclude=exclude, target="cpu")
+    counts = {}
+    for name in (INT8_NAME, CPU_NAME):
+        facts = qdq_summary(require("onnx", "cpu").load(str(staging / name)), exclude)
+        counts[name] = {**{k: len(facts[k]) for k in ("activations", "weights", "biases")},
+                        "quantize_nodes": facts["quantize_nodes"], "dequantize_nodes": facts["dequantize_nodes"]}
+    return ranges, calibration_s, counts
 
 
-def _int8_sidecar(meta: dict[str, Any], onnx_path: Path, onnx_sha: str, method: str, selection: Any) -> dict[str, Any]:
-    """The FP32 sidecar made to describe model.int8.onnx: its files, precision int8, and where it came from."""
+def _int8_sidecar(meta: dict[str, Any], onnx_path: Path, onnx_sha: str, method: str, selection: Any,
+                  name: str) -> dict[str, Any]:
+    """The FP32 sidecar made to describe the INT8 graph `name` (INT8_NAME or CPU_NAME): its files (both share the
+    FP32 decoder), precision int8, its Q/DQ target, and where it came from."""
     sidecar = {k: v for k, v in meta.items() if k not in _DROP_FROM_SIDECAR}
-    sidecar.update(onnx=INT8_NAME, decoder_onnx=_stem_name(".decoder.onnx"), precision="int8",
+    sidecar.update(onnx=name, decoder_onnx=_stem_name(".decoder.onnx"), precision="int8",
+                   quantization_target="cpu" if name == CPU_NAME else "tensorrt",
                    calibration={"method": method, "num": len(selection.calib), "source": selection.source,
                                 "onnx": str(onnx_path.resolve()), "onnx_sha256": onnx_sha, "cache": CACHE_NAME})
+    if name == INT8_NAME:
+        sidecar["cpu_onnx"] = CPU_NAME  # ONNX Runtime on CPU: load this one instead (faster than FP32)
     return sidecar
 
 
@@ -234,9 +256,14 @@ def _report_extra(onnx_path: Path, onnx_sha: str, images: Path, ann: Path | None
             "fp32_nodes": exclude,
             "cache": {"file": CACHE_NAME, "header": f"TRT-{version}-{DEFAULT_ALGORITHM}", "tensors": len(cache_ranges),
                       "scale": "max(|min|, |max|) / 127"},
-            "quantization": {"format": "QDQ", "activations": "int8 per-tensor symmetric",
+            "quantization": {
+                "format": "QDQ",
+                "tensorrt": {"file": INT8_NAME, "activations": "int8 per-tensor symmetric",
                              "weights": "int8 per-channel symmetric (fp32 -> Q -> DQ)", "biases": "fp32",
                              "zero_points": 0},
+                "cpu": {"file": CPU_NAME, "activations": "uint8 per-tensor asymmetric (ReLU/ReLU6 folded)",
+                        "weights": "int8 per-channel symmetric (stored int8)", "biases": "int32",
+                        "zero_points": "weights 0, activations uint8"}},
             "versions": {"edge_pct": __version__, "onnxruntime": ort.__version__, "onnx": onnx.__version__}}
 
 
@@ -244,53 +271,70 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def _measure(fp32_path: Path, int8_path: Path, crops: np.ndarray, threads: int | None, repeats: int,
+def _measure(fp32_path: Path, int8_path: Path, cpu_path: Path, crops: np.ndarray, threads: int | None, repeats: int,
              seed: int) -> dict[str, Any]:
-    """Keypoint agreement of FP32 and INT8 on `crops` (N, H, W, 3) uint8 BGR, and their CPU latency."""
+    """Keypoint agreement of FP32 and each INT8 graph on `crops` (N, H, W, 3) uint8 BGR (top level: `int8_path`, the
+    TensorRT graph run by ONNX Runtime; "cpu": `cpu_path`), and ONNX Runtime CPU latency, the graphs interleaved
+    run by run so background load hits them alike. latency_ms "int8" is `cpu_path` (what ONNX Runtime should run),
+    "int8_tensorrt_graph" is `int8_path`."""
     from edge_pct.engines.runtime import OnnxRuntimeBackend
     from edge_pct.processing import to_model_input
 
     cpu = ["CPUExecutionProvider"]
-    fp32, int8 = OnnxRuntimeBackend(fp32_path, cpu, threads), OnnxRuntimeBackend(int8_path, cpu, threads)
+    backends = {"fp32": OnnxRuntimeBackend(fp32_path, cpu, threads), "int8": OnnxRuntimeBackend(cpu_path, cpu, threads),
+                "int8_tensorrt_graph": OnnxRuntimeBackend(int8_path, cpu, threads)}
     x = to_model_input(crops)
-    a, q = fp32(x), int8(x)
-    err = np.linalg.norm(a["joints"].astype(np.float64) - q["joints"], axis=-1)  # (N, J) px, crop frame
-    agree = {"crops": len(x), "joints_mean_px": float(err.mean()), "joints_p95_px": float(np.percentile(err, 95)),
-             "joints_max_px": float(err.max()),
-             "confidence_mean_abs_diff": float(np.abs(a["confidence"] - q["confidence"]).mean()),
-             "token_argmax_agreement": float((a["token_probs"].argmax(-1) == q["token_probs"].argmax(-1)).mean())}
+    a = backends["fp32"](x)
+    agree = _agreement(a, backends["int8_tensorrt_graph"](x))
+    agree["cpu"] = _agreement(a, backends["int8"](x))
     rng = np.random.default_rng(seed)
-    w, h = fp32.input_size
-    latency: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
+    w, h = backends["fp32"].input_size
+    latency: dict[str, dict[str, float]] = {name: {} for name in backends}
     for b in LATENCY_BATCHES:
         xb = rng.uniform(0, 255, (b, 3, h, w)).astype(np.float32)
-        for name, backend in (("fp32", fp32), ("int8", int8)):
-            latency[name][str(b)] = _median_ms(backend, xb, repeats)
+        for name, ms in _interleaved_ms(backends, xb, repeats).items():
+            latency[name][str(b)] = ms
     speedup = {str(b): latency["fp32"][str(b)] / max(latency["int8"][str(b)], 1e-9) for b in LATENCY_BATCHES}
-    return {**agree, "latency_ms": {**latency, "speedup": speedup, "threads": threads, "repeats": repeats,
-                                    "provider": "CPUExecutionProvider"}}
+    return {**agree, "latency_ms": {**latency, "speedup": speedup, "int8_onnx": cpu_path.name, "threads": threads,
+                                    "repeats": repeats, "provider": "CPUExecutionProvider"}}
 
 
-def _median_ms(backend: Any, x: np.ndarray, repeats: int, warmup: int = 2) -> float:
+def _agreement(a: dict[str, np.ndarray], q: dict[str, np.ndarray]) -> dict[str, Any]:
+    """FP32 outputs `a` vs INT8 outputs `q`: joint distance (px, crop frame), confidence and token agreement."""
+    err = np.linalg.norm(a["joints"].astype(np.float64) - q["joints"], axis=-1)  # (N, J) px, crop frame
+    return {"crops": len(err), "joints_mean_px": float(err.mean()), "joints_p95_px": float(np.percentile(err, 95)),
+            "joints_max_px": float(err.max()),
+            "confidence_mean_abs_diff": float(np.abs(a["confidence"] - q["confidence"]).mean()),
+            "token_argmax_agreement": float((a["token_probs"].argmax(-1) == q["token_probs"].argmax(-1)).mean())}
+
+
+def _interleaved_ms(backends: dict[str, Any], x: np.ndarray, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median ms per backend on `x`; one run of each per round, the order reversed every other round."""
     for _ in range(warmup):
-        backend(x)
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        backend(x)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
+        for backend in backends.values():
+            backend(x)
+    times: dict[str, list[float]] = {name: [] for name in backends}
+    names = list(backends)
+    for r in range(max(1, repeats)):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            backends[name](x)
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t) * 1e3) for name, t in times.items()}
 
 
-def _coco_delta(fp32_path: Path, int8_path: Path, ann: Path, images: Path, image_ids: list[int],
+def _coco_delta(fp32_path: Path, int8_path: Path, cpu_path: Path, ann: Path, images: Path, image_ids: list[int],
                 staging: Path) -> dict[str, Any]:
-    """COCO OKS-AP (GT boxes) of FP32 and INT8 on the images of `image_ids`, all their persons."""
+    """COCO OKS-AP (GT boxes) of FP32 and both INT8 graphs on the images of `image_ids`, all their persons
+    (`*_int8`: the TensorRT graph run by ONNX Runtime; `*_int8_cpu`: the ONNX Runtime CPU graph)."""
     from edge_pct.calibration.reader import subset_annotations
     from edge_pct.evaluate import evaluate_coco, onnx_estimator
 
     subset = subset_annotations(ann, image_ids, staging / "eval_subset.json")
     a = evaluate_coco(onnx_estimator(fp32_path), subset, images)
     q = evaluate_coco(onnx_estimator(int8_path), subset, images)
+    c = evaluate_coco(onnx_estimator(cpu_path), subset, images)
     keys = ("ap", "ap50", "ap75", "ar")
     return {"images": len(set(image_ids)), "persons": a["persons"], **{f"{k}_fp32": a[k] for k in keys},
-            **{f"{k}_int8": q[k] for k in keys}, "ap_delta": q["ap"] - a["ap"]}
+            **{f"{k}_int8": q[k] for k in keys}, **{f"{k}_int8_cpu": c[k] for k in keys},
+            "ap_delta": q["ap"] - a["ap"], "ap_delta_cpu": c["ap"] - a["ap"]}

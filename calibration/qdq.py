@@ -1,14 +1,28 @@
-"""Per-tensor calibration ranges and the symmetric INT8 Q/DQ ONNX (explicit quantization), with ONNX Runtime.
+"""Per-tensor calibration ranges and the INT8 Q/DQ ONNX graphs (explicit quantization), with ONNX Runtime.
 
 `calibrate_ranges` runs one ONNX Runtime calibrator (entropy, percentile or min-max) over a reader and returns
 {tensor: (min, max)}; `quantize_qdq` turns the FP32 graph plus those ranges into QuantizeLinear/DequantizeLinear
-pairs: per-channel INT8 weights (FP32 -> Q -> DQ), per-tensor INT8 activations, FP32 biases, symmetric, so every
-zero point is 0 (TensorRT's explicit-quantization requirement). The ranges reach `quantize_static` through its
-JSON range cache, so the data is calibrated once. What stays FP32 (`float_nodes`): LayerNormalization, the V-way
-logits layer (`cls_pred`), the Softmax producing `token_probs` and everything after it (codebook matmul, tokenizer
-decoder), and the nodes producing graph outputs; no Q/DQ pair touches their inputs or outputs
-(`_keep_float_boundaries`), so TensorRT has no INT8 choice there either. Tensor names are never changed, so the
-ranges also address the FP32 graph's tensors (the TensorRT calibration cache needs that).
+pairs for one of two consumers (`TARGETS`), from the same ranges:
+
+- "tensorrt" (`model.int8.onnx`): per-channel INT8 weights (FP32 -> Q -> DQ), per-tensor INT8 activations, FP32
+  biases, symmetric, so every zero point is 0 (TensorRT's explicit-quantization requirement).
+- "cpu" (`model.int8.cpu.onnx`, for ONNX Runtime's CPU provider): per-channel symmetric INT8 weights stored as INT8,
+  INT32 biases, and asymmetric UINT8 activations, so ReLU/ReLU6 fold into the activation's quantization range.
+  ONNX Runtime runs the "tensorrt" graph on x86 slower than FP32: it turns INT8 Q/DQ pairs into UINT8 ones
+  (QDQS8ToU8Transformer) only where a QuantizeLinear has a single DequantizeLinear consumer, so at every fan-out
+  (the residual connections) INT8 and UINT8 tensors meet and the Conv/Add there stay FP32 between DQ and Q; the
+  symmetric range keeps each ReLU6 as DQ -> Clip -> Q in FP32; and a weight Q/DQ pair on a layer that does not
+  fuse into an integer kernel (FP32 bias, FP32 input) dequantizes that weight on every run. The "cpu" graph fuses
+  into QLinearConv/QGemm/QLinearMatMul/QLinearAdd; it also leaves FP32 the layers that gain nothing there
+  (`cpu_float_nodes`: the 3-channel stem conv, layers reading an FP32-island tensor). TensorRT cannot take it
+  (UINT8, non-zero zero points, INT32 bias DQ).
+
+The ranges reach `quantize_static` through its JSON range cache, so the data is calibrated once. What stays FP32
+in both (`float_nodes`): LayerNormalization, the V-way logits layer (`cls_pred`), the Softmax producing
+`token_probs` and everything after it (codebook matmul, tokenizer decoder), and the nodes producing graph outputs;
+no Q/DQ pair touches their inputs or outputs (`_keep_float_boundaries`), so TensorRT has no INT8 choice there
+either. Tensor names are never changed, so the ranges also address the FP32 graph's tensors (the TensorRT
+calibration cache needs that).
 ONNX Runtime quantization: https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html;
 TensorRT Q/DQ placement: developer guide, "Explicit quantization".
 """
@@ -40,11 +54,25 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 _INT8 = 3  # onnx.TensorProto.INT8
 _LOGITS_OPS = ("MatMul", "Gemm")
 _PASS_THROUGH = ("Add", "Reshape", "Transpose", "Identity", "Flatten")  # bias add / views between logits and softmax
-# Symmetric (zero points 0). TensorRT's parser takes DequantizeLinear only on activation-typed inputs: INT32 biases
-# are rejected ("only activation types allowed as input to this layer"), and 8.x wants weights as FP32 -> Q -> DQ
-# rather than INT8 initializers, so biases stay FP32 and weights keep a Q/DQ pair (ONNX Runtime folds the Q).
-_QUANT_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                  "AddQDQPairToWeight": True}
+# "tensorrt": symmetric (zero points 0). TensorRT's parser takes DequantizeLinear only on activation-typed inputs:
+# INT32 biases are rejected ("only activation types allowed as input to this layer"), and 8.x wants weights as
+# FP32 -> Q -> DQ rather than INT8 initializers, so biases stay FP32 and weights keep a Q/DQ pair (ONNX Runtime folds
+# the Q). "cpu": what ONNX Runtime's CPU kernels fuse (module doc): UINT8 activations with their own zero point
+# (ReLU/Clip removed into the range), INT8 symmetric weights stored as INT8, INT32 biases.
+TARGETS = {
+    "tensorrt": {"activation_type": "QInt8",
+                 "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                                   "AddQDQPairToWeight": True}},
+    "cpu": {"activation_type": "QUInt8",
+            "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True, "QuantizeBias": True,
+                              "AddQDQPairToWeight": False}},
+}
+# What `quantize_qdq` refuses to write, per target (`qdq_summary` keys that must be empty).
+_MUST_BE_EMPTY = {"tensorrt": ("nonzero_zero_points", "non_int8_zero_points", "qdq_touching_excluded"),
+                  "cpu": ("nonzero_weight_zero_points", "qdq_touching_excluded")}
+_WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
+_STEM_MAX_CHANNELS = 4  # a conv over the 3 image channels: MLAS's FP32 NCHWc kernel beats its integer one there
+_INT32 = 6  # onnx.TensorProto.INT32
 
 
 def check_method(method: str) -> str:
@@ -54,6 +82,14 @@ def check_method(method: str) -> str:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"Unknown calibration method '{method}'. Valid: {sorted(METHODS)}.{hint}")
     return method
+
+
+def check_target(target: str) -> str:
+    """The Q/DQ target if valid ("tensorrt" or "cpu"), else a ConfigError listing the valid ones."""
+    if target not in TARGETS:
+        raise ConfigError(f"Unknown Q/DQ target '{target}'. Valid: {sorted(TARGETS)} (TensorRT explicit quantization, "
+                          "ONNX Runtime CPU)")
+    return target
 
 
 def _ort_method(quant: Any, method: str) -> Any:
@@ -116,6 +152,31 @@ def _logits_layer(graph: Any, softmax: Any, producer: Mapping[str, Any]) -> list
                          "written by `edge-pct export`")
 
 
+def cpu_float_nodes(model: Any, exclude: Iterable[str]) -> list[str]:
+    """Names of the Conv/Gemm/MatMul nodes the "cpu" target leaves FP32 besides `exclude` (onnx.ModelProto).
+
+    The image stem (a non-grouped conv over at most `_STEM_MAX_CHANNELS` channels: MLAS's FP32 kernel is faster
+    there than its integer one) and every layer whose data input comes straight from an excluded node: that input
+    stays FP32, so ONNX Runtime cannot fuse the layer and would dequantize its weight again on every run. Tensors
+    around these nodes are still quantized where their other consumers need it.
+    """
+    graph = model.graph
+    producer, _ = _graph_maps(graph)
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    exclude = set(exclude)
+    keep = []
+    for n in graph.node:
+        if n.op_type not in _WEIGHT_OPS or n.name in exclude or len(n.input) < 2:
+            continue
+        src = producer.get(n.input[0])
+        weight = shapes.get(n.input[1], ())
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        stem = n.op_type == "Conv" and len(weight) == 4 and group == 1 and weight[1] <= _STEM_MAX_CHANNELS
+        if stem or (src is not None and src.name in exclude):
+            keep.append(n.name)
+    return sorted(keep)
+
+
 @contextlib.contextmanager
 def _quiet_root_warnings() -> Iterator[None]:
     """onnxruntime.quantization logs through the root logger ("consider pre-processing", per-tensor notes)."""
@@ -174,8 +235,8 @@ def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy"
 
 def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = None, method: str = "entropy",
                  ranges: Mapping[str, tuple[float, float]] | None = None, threads: int | None = None,
-                 exclude: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:
-    """Write the symmetric INT8 Q/DQ model of `fp32_onnx` to `int8_onnx`; returns the ranges used.
+                 exclude: Iterable[str] | None = None, target: str = "tensorrt") -> dict[str, tuple[float, float]]:
+    """Write the INT8 Q/DQ model of `fp32_onnx` for `target` to `int8_onnx`; returns the ranges used.
 
     Args:
         fp32_onnx: an `edge-pct export` image graph (FP32).
@@ -184,17 +245,21 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
         method: "entropy", "percentile" or "minmax" (ONNX Runtime's calibrators).
         ranges: {tensor: (min, max)} from an earlier `calibrate_ranges` (reuse: no calibration runs).
         threads: intra-op threads of the calibration session (default: onnxruntime's choice).
-        exclude: node names kept FP32 (default: `float_nodes(model)`).
+        exclude: node names kept FP32 with no Q/DQ on their tensors (default: `float_nodes(model)`).
+        target: "tensorrt" (symmetric INT8, zero points 0: TensorRT explicit quantization) or "cpu" (UINT8
+            activations, INT32 biases, FP32 `cpu_float_nodes`: what ONNX Runtime's CPU kernels fuse); module doc.
     """
     quant = require("onnxruntime.quantization", "cpu")
     onnx = require("onnx", "cpu")
     check_method(method)
+    spec = TARGETS[check_target(target)]
     if "calibration_cache_path" not in inspect.signature(quant.quantize_static).parameters:
         version = require("onnxruntime", "cpu").__version__
         raise MissingDependencyError(f"onnxruntime {version} cannot quantize from precomputed ranges (quantize_static "
                                      "has no calibration_cache_path): pip install -U onnxruntime (1.32 is tested)")
     fp32 = onnx.load(str(fp32_onnx))
     exclude = sorted(float_nodes(fp32) if exclude is None else exclude)
+    skip = exclude + (cpu_float_nodes(fp32, exclude) if target == "cpu" else [])
     if ranges is None:
         if reader is None:
             raise ValueError("quantize_qdq needs a calibration reader or precomputed ranges")
@@ -207,16 +272,16 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
         quant.save_tensors_data(data, cache)
         # An existing range cache makes quantize_static skip its own calibration.
         quant.quantize_static(str(fp32_onnx), str(raw), None, quant_format=quant.QuantFormat.QDQ, per_channel=True,
-                              activation_type=quant.QuantType.QInt8, weight_type=quant.QuantType.QInt8,
-                              nodes_to_exclude=exclude, calibrate_method=ort_method,
-                              extra_options=dict(_QUANT_OPTIONS), calibration_cache_path=str(cache))
+                              activation_type=getattr(quant.QuantType, spec["activation_type"]),
+                              weight_type=quant.QuantType.QInt8, nodes_to_exclude=skip, calibrate_method=ort_method,
+                              extra_options=dict(spec["extra_options"]), calibration_cache_path=str(cache))
         model = onnx.load(str(raw))
     model = _keep_float_boundaries(model, fp32, set(exclude))
     onnx.checker.check_model(model)
     facts = qdq_summary(model, exclude)
-    bad = {k: facts[k] for k in ("nonzero_zero_points", "non_int8_zero_points", "qdq_touching_excluded") if facts[k]}
-    if bad:  # an onnxruntime change broke what TensorRT needs: refuse to write the model
-        raise RuntimeError(f"The Q/DQ model of '{fp32_onnx}' violates the INT8 layout ({bad}): onnxruntime "
+    bad = {k: facts[k] for k in _MUST_BE_EMPTY[target] if facts[k]}
+    if bad:  # an onnxruntime change broke what the target needs: refuse to write the model
+        raise RuntimeError(f"The {target} Q/DQ model of '{fp32_onnx}' violates the INT8 layout ({bad}): onnxruntime "
                            f"{require('onnxruntime', 'cpu').__version__} quantized differently than expected")
     Path(int8_onnx).write_bytes(model.SerializeToString())
     return {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}
@@ -275,8 +340,10 @@ def _prune(graph: Any) -> None:
 
 
 def qdq_summary(model: Any, exclude: Iterable[str]) -> dict[str, Any]:
-    """Facts about a Q/DQ model (onnx.ModelProto): quantized activation tensors and weights, Q/DQ node counts, and
-    what must be empty: non-zero zero points, non-INT8 zero points, Q/DQ nodes touching the excluded nodes."""
+    """Facts about a Q/DQ model (onnx.ModelProto): quantized activation tensors, weights (FP32 -> Q -> DQ or stored
+    INT8), INT32 biases and other stored constants, Q/DQ node counts, and what a target needs empty
+    (`_MUST_BE_EMPTY`): non-zero zero points, non-INT8 zero points, non-zero weight zero points, Q/DQ nodes touching
+    the excluded nodes."""
     graph = model.graph
     exclude = set(exclude)
     producer, consumers = _graph_maps(graph)
@@ -292,7 +359,13 @@ def qdq_summary(model: Any, exclude: Iterable[str]) -> dict[str, Any]:
             touching.update(producer[i].name for i in n.input if i in producer and producer[i].op_type in QDQ_OPS)
             touching.update(c.name for o in n.output for c in consumers[o] if c.op_type in QDQ_OPS)
     quantized = {n.input[0] for n in qdq if n.op_type == "QuantizeLinear"}
-    return {"activations": sorted(quantized - set(init)), "weights": sorted(quantized & set(init)),
-            "nonzero_zero_points": nonzero, "non_int8_zero_points": not_int8, "qdq_touching_excluded": sorted(touching),
+    stored = {n.input[0] for n in qdq if n.op_type == "DequantizeLinear" and n.input[0] in init}
+    biases = {t for t in stored if init[t].data_type == _INT32}
+    weights = (quantized & set(init)) | {t for t in stored if init[t].data_type == _INT8}
+    weight_zps = {n.input[2] for n in qdq if len(n.input) > 2 and n.input[0] in weights}
+    return {"activations": sorted(quantized - set(init)), "weights": sorted(weights), "biases": sorted(biases),
+            "constants": sorted(stored - weights - biases),  # e.g. the "cpu" target's UINT8 bias-Add operands
+            "nonzero_zero_points": nonzero, "non_int8_zero_points": not_int8,
+            "nonzero_weight_zero_points": sorted(set(nonzero) & weight_zps), "qdq_touching_excluded": sorted(touching),
             "quantize_nodes": sum(n.op_type == "QuantizeLinear" for n in qdq),
             "dequantize_nodes": sum(n.op_type == "DequantizeLinear" for n in qdq)}

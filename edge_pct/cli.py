@@ -211,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="INT8: Q/DQ ONNX + TensorRT calibration cache + report from image crops")
     p.add_argument("--onnx", required=True, help="FP32 model.onnx from `edge-pct export` (sidecar, decoder beside it)")
     p.add_argument("--images", required=True, help="folder of frames (whole-frame crops), or the --ann json's images")
-    p.add_argument("--out", required=True, help="folder for model.int8.onnx (+ decoder, sidecar), calib.cache, "
-                   "report.json")
+    p.add_argument("--out", required=True, help="folder for model.int8.onnx (TensorRT Q/DQ), model.int8.cpu.onnx "
+                   "(ONNX Runtime on CPU), their decoder and sidecars, calib.cache, report.json")
     p.add_argument("--ann", help="COCO keypoints json: person crops from its boxes, and FP32 vs INT8 OKS-AP")
     p.add_argument("--method", default="entropy", choices=["entropy", "percentile", "minmax"],
                    help="range calibration method (default: entropy, as TensorRT's EntropyCalibration2)")

@@ -1,6 +1,7 @@
 """INT8 calibration of the tiny exported model: Q/DQ placement (FP32 island, quantized convs, zero points 0),
-FP32-vs-INT8 agreement, the TensorRT cache format by hand and round trip, min-max ranges vs a plain ONNX Runtime
-pass, deterministic crop selection, reuse of an earlier calibration, atomic writes and the command's errors."""
+the ONNX Runtime CPU graph fusing into integer kernels, FP32-vs-INT8 agreement, the TensorRT cache format by hand
+and round trip, min-max ranges vs a plain ONNX Runtime pass, deterministic crop selection, reuse of an earlier
+calibration, atomic writes and the command's errors."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from onnx import numpy_helper  # noqa: E402
 
 from edge_pct.errors import ConfigError, InputFileError  # noqa: E402
 
-ARTIFACTS = ["calib.cache", "model.int8.decoder.onnx", "model.int8.json", "model.int8.onnx", "report.json"]
+ARTIFACTS = ["calib.cache", "model.int8.cpu.json", "model.int8.cpu.onnx", "model.int8.decoder.onnx", "model.int8.json",
+             "model.int8.onnx", "report.json"]
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 FAST = {"threads": 1, "latency_repeats": 3}  # one core, few timed runs: the numbers only need to exist here
 
@@ -156,6 +158,10 @@ def test_int8_model_runs_and_agrees_with_fp32(tiny_export, entropy_run):
           f"p95 {agree['joints_p95_px']:.3f} px, max {agree['joints_max_px']:.3f} px; latency ms {agree['latency_ms']}")
     assert agree["on"] == "heldout" and agree["crops"] == 4
     assert agree["joints_mean_px"] < 1.0 and agree["joints_p95_px"] < 3.0
+    assert agree["cpu"]["crops"] == 4 and agree["cpu"]["joints_mean_px"] < 1.0 and agree["cpu"]["joints_p95_px"] < 3.0
+    assert agree["latency_ms"]["int8_onnx"] == "model.int8.cpu.onnx"
+    assert set(agree["latency_ms"]["int8_tensorrt_graph"]) == {"1", "4"}
+    assert agree["coco"]["persons"] == 4 and 0 <= agree["coco"]["ap_int8_cpu"] <= 1
     assert set(agree["latency_ms"]["fp32"]) == set(agree["latency_ms"]["int8"]) == {"1", "4"}
     assert all(v > 0 for v in agree["latency_ms"]["int8"].values())
     assert 0 <= agree["coco"]["ap_fp32"] <= 1 and agree["coco"]["persons"] == 4
@@ -167,6 +173,72 @@ def test_int8_model_runs_and_agrees_with_fp32(tiny_export, entropy_run):
     assert np.linalg.norm(got["joints"] - want["joints"], axis=-1).mean() < 1.0
     np.testing.assert_allclose(got["token_probs"].sum(-1), 1.0, atol=1e-5)  # softmax stays FP32
     np.testing.assert_allclose(int8.decode(got["token_probs"]), got["joints"], atol=1e-3)  # FP32 decoder
+    cpu = OnnxRuntimeBackend(res["cpu_onnx"], ["CPUExecutionProvider"], threads=1)
+    assert cpu.precision == "int8" and cpu.meta["quantization_target"] == "cpu"
+    got = cpu(x)
+    assert np.linalg.norm(got["joints"] - want["joints"], axis=-1).mean() < 1.0
+    np.testing.assert_allclose(got["token_probs"].sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(cpu.decode(got["token_probs"]), got["joints"], atol=1e-3)
+
+
+def test_cpu_graph_keeps_the_fp32_island_and_symmetric_int8_weights(tiny_export, entropy_run):
+    """model.int8.cpu.onnx: no Q/DQ on the FP32 island, INT8 weights with zero points 0 and per-channel scales,
+    UINT8 activations, INT32 biases; the stem conv and the layers reading a LayerNorm output stay FP32."""
+    from edge_pct.calibration.qdq import cpu_float_nodes, float_nodes, qdq_summary
+
+    fp32 = onnx.load(tiny_export["onnx"])
+    q = onnx.load(entropy_run["result"]["cpu_onnx"])
+    keep = float_nodes(fp32)
+    facts = qdq_summary(q, keep)
+    assert not facts["qdq_touching_excluded"] and not facts["nonzero_weight_zero_points"]
+    assert facts["weights"] and facts["biases"] and facts["activations"]
+    init = {t.name: t for t in q.graph.initializer}
+    producer, _ = _maps(q.graph)
+    for n in q.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in facts["weights"] and n.input[0].endswith("weight"):
+            assert init[n.input[0]].data_type == onnx.TensorProto.INT8
+            assert numpy_helper.to_array(init[n.input[1]]).size > 1  # per-channel
+    act_zps = {n.input[2] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    assert act_zps and all(init[z].data_type == onnx.TensorProto.UINT8 for z in act_zps)
+    extra = cpu_float_nodes(fp32, keep)
+    stem = [n for n in fp32.graph.node if n.op_type == "Conv"][0]
+    assert stem.name in extra and len(extra) > 1
+    by_name = {n.name: n for n in q.graph.node}
+    for name in extra:  # FP32 weights read directly, no weight DequantizeLinear left to run on every inference
+        w = by_name[name].input[1]
+        assert w in init and init[w].data_type == onnx.TensorProto.FLOAT and w not in producer
+
+
+def _optimized(path, tmp_path):
+    """The graph ONNX Runtime's CPU provider actually runs (all graph optimizations) and its op counts."""
+    out = tmp_path / f"{path.stem}.optimized.onnx"
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    graph = onnx.load(out).graph
+    ops: dict[str, int] = {}
+    for n in graph.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    return graph, ops
+
+
+def test_cpu_graph_runs_on_integer_kernels_in_onnxruntime(tiny_export, entropy_run, tmp_path):
+    """Structure, not timing: after ONNX Runtime's optimizations every conv of model.int8.cpu.onnx but the stem is a
+    QLinearConv, the first Linear a QGemm, and no float Conv/Gemm/MatMul reads a DequantizeLinear (a weight
+    dequantized on every run). The TensorRT graph leaves float convs between DQ and Q there (why both exist)."""
+    from pathlib import Path
+
+    convs = sum(n.op_type == "Conv" for n in onnx.load(tiny_export["onnx"]).graph.node)
+    graph, ops = _optimized(Path(entropy_run["result"]["cpu_onnx"]), tmp_path)
+    assert ops.get("QLinearConv") == convs - 1 and ops.get("Conv", 0) == 1 and ops.get("QGemm") == 1, ops
+    producer = {o: n for n in graph.node for o in n.output}
+    float_after_dq = [n.name for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "FusedMatMul")
+                      and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+                              for i in n.input)]
+    assert not float_after_dq
+    _, trt_ops = _optimized(Path(entropy_run["result"]["int8_onnx"]), tmp_path)
+    assert trt_ops.get("QLinearConv", 0) < convs - 1
 
 
 def test_artifacts_report_sidecar_and_cache(tiny_export, entropy_run):
@@ -181,6 +253,13 @@ def test_artifacts_report_sidecar_and_cache(tiny_export, entropy_run):
     side = json.loads((out / "model.int8.json").read_text())
     assert side["precision"] == "int8" and side["onnx"] == "model.int8.onnx"
     assert side["decoder_onnx"] == "model.int8.decoder.onnx" and side["calibration"]["method"] == "entropy"
+    assert side["quantization_target"] == "tensorrt" and side["cpu_onnx"] == "model.int8.cpu.onnx"
+    cpu_side = json.loads((out / "model.int8.cpu.json").read_text())
+    assert cpu_side["onnx"] == "model.int8.cpu.onnx" and cpu_side["decoder_onnx"] == "model.int8.decoder.onnx"
+    assert cpu_side["precision"] == "int8" and cpu_side["quantization_target"] == "cpu"
+    assert report["quantization"]["cpu"]["quantized"]["biases"] > 0
+    assert report["quantization"]["tensorrt"]["quantized"]["biases"] == 0 and res["cpu_onnx"] == str(
+        out / "model.int8.cpu.onnx")
     assert (out / "calib.cache").read_text().splitlines()[0] == "TRT-8601-EntropyCalibration2"
     cache = read_cache(out / "calib.cache")
     assert (cache.version, cache.algorithm) == (8601, "EntropyCalibration2")

@@ -1,0 +1,118 @@
+"""ONNX Runtime CPU latency of an FP32 image graph vs its INT8 Q/DQ graph, interleaved, and the speed ratio.
+
+The two sessions run alternately (A, B, B, A, A, B, ...: the order flips every round so neither always runs
+first), so background load on the machine hits both alike; the ratio of the medians (fp32 / int8, > 1 means INT8
+is faster) is the number to compare, absolute milliseconds only on an idle machine. Random 0-255 input; the
+latency does not depend on the pixel values.
+
+    python benchmarks/int8_speed.py --onnx out/model.onnx --int8 out/model.int8.onnx --batch 1 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+          "all": "ORT_ENABLE_ALL"}
+
+
+def _session(ort, path: Path, threads: int, level: str, disabled: list[str] | None = None):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=disabled or None)
+
+
+def optimized_ops(path: Path, threads: int = 1, level: str = "all") -> dict[str, int]:
+    """Op counts of the graph ONNX Runtime's CPU provider runs for `path` after its graph optimizations: how many
+    convs became QLinearConv, which float ops still sit between DequantizeLinear and QuantizeLinear."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        graph = onnx.load(opts.optimized_model_filepath).graph
+    counts: dict[str, int] = {}
+    for n in graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _feed(session, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    inp = session.get_inputs()[0]
+    shape = [batch if not isinstance(d, int) else d for d in inp.shape]
+    if shape[0] != batch:
+        raise SystemExit(f"{inp.name} has a fixed batch {shape[0]}, asked for --batch {batch}")
+    return {inp.name: rng.uniform(0, 255, shape).astype(np.float32)}
+
+
+def measure(fp32: Path, int8: Path, batch: int = 1, threads: int = 1, runs: int = 50, warmup: int = 5,
+            level: str = "all", seed: int = 0, disabled: list[str] | None = None) -> dict:
+    """Median ms of each graph over `runs` interleaved rounds, and fp32 / int8 (medians and per-round)."""
+    import onnxruntime as ort
+
+    sessions = {"fp32": _session(ort, fp32, threads, level), "int8": _session(ort, int8, threads, level, disabled)}
+    feed = _feed(sessions["fp32"], batch, np.random.default_rng(seed))
+    for _ in range(warmup):
+        for s in sessions.values():
+            s.run(None, feed)
+    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for r in range(runs):
+        for name in ("fp32", "int8") if r % 2 == 0 else ("int8", "fp32"):
+            t0 = time.perf_counter()
+            sessions[name].run(None, feed)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    pair = np.asarray(times["fp32"]) / np.asarray(times["int8"])
+    return {"fp32": str(fp32), "int8": str(int8), "batch": batch, "threads": threads, "runs": runs, "warmup": warmup,
+            "optimization": level, "int8_disabled_optimizers": disabled or [],
+            "fp32_ms_median": med["fp32"], "int8_ms_median": med["int8"],
+            "speedup": med["fp32"] / med["int8"], "speedup_per_round_median": float(np.median(pair)),
+            "onnxruntime": ort.__version__, "machine": platform.machine()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--onnx", type=Path, required=True, help="FP32 image graph (model.onnx)")
+    p.add_argument("--int8", type=Path, required=True, help="INT8 Q/DQ image graph (model.int8.onnx)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads of both sessions")
+    p.add_argument("--runs", type=int, default=50, help="timed rounds (one run of each graph per round)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--opt-level", choices=list(LEVELS), default="all", help="ORT graph optimization level")
+    p.add_argument("--disable", action="append", default=[], metavar="TRANSFORMER",
+                   help="ORT graph transformer left out of the INT8 session (repeatable), e.g. QDQS8ToU8Transformer")
+    p.add_argument("--ops", action="store_true", help="also print the op counts of the optimized INT8 graph")
+    p.add_argument("--json", type=Path, help="also write the result here")
+    a = p.parse_args(argv)
+    res = measure(a.onnx, a.int8, a.batch, a.threads, a.runs, a.warmup, a.opt_level, disabled=a.disable)
+    print(f"batch {a.batch} threads {a.threads} runs {a.runs} ({a.opt_level}): fp32 {res['fp32_ms_median']:.2f} ms, "
+          f"int8 {res['int8_ms_median']:.2f} ms, fp32/int8 {res['speedup']:.2f}x "
+          f"(per-round median {res['speedup_per_round_median']:.2f}x)")
+    if a.ops:
+        res["int8_optimized_ops"] = optimized_ops(a.int8, a.threads, a.opt_level)
+        print("int8 graph after ONNX Runtime optimization:", res["int8_optimized_ops"])
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
