@@ -153,7 +153,7 @@ class StreamConfig:
     detector: str = ""  # "track", "onnx" or "mediapipe"; "" = onnx/mediapipe when a detector model is set, else track
     detector_model: str = ""  # YOLOX .onnx/.engine or PoseLandmarker .task; "" = $EDGE_PCT_DETECTOR_MODEL if set
     max_persons: int = 5
-    detect_every: int = 10  # frames between detector runs (model detectors); pose-driven boxes in between
+    detect_every: int = 10  # frames between detector runs (model detectors; 0 = only when no track is left)
     redetect_score: float = 0.5  # run the detector on the next frame when a track's mean confidence drops below
     lost_score: float = 0.2  # drop a track whose mean confidence falls below this
     padding: float = 1.25  # box -> crop enlargement, as in training

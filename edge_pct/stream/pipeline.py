@@ -51,8 +51,6 @@ class PosePipeline:
     def __init__(self, backend: PoseBackend, detector: Detector, cfg: StreamConfig | None = None) -> None:
         self.backend, self.detector = backend, detector
         self.cfg = cfg or StreamConfig()
-        # The model-free detector only (re)starts tracks; a real detector refreshes them on a schedule.
-        self._detect_every = 0 if detector.name == "track" else self.cfg.detect_every
         self.reset()
 
     def reset(self) -> None:
@@ -68,9 +66,9 @@ class PosePipeline:
         tracks = self.tracker.tracks
         if not tracks:
             return True
-        if self._detect_every <= 0:
-            return False
-        return self._since_detect >= self._detect_every or min(t.score for t in tracks) < self.cfg.redetect_score
+        if self.detector.name == "track" or self.cfg.detect_every <= 0:
+            return False  # the model-free detector only (re)starts tracks; a real one refreshes them on a schedule
+        return self._since_detect >= self.cfg.detect_every or min(t.score for t in tracks) < self.cfg.redetect_score
 
     def process(self, frame: np.ndarray, t_s: float) -> FrameResult:
         """frame (H, W, 3) BGR uint8 taken at `t_s` seconds (stream time, for the filters) -> poses."""

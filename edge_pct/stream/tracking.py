@@ -9,7 +9,7 @@ detection starts a new track, and an unmatched track keeps following its pose un
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def box_from_pose(joints: np.ndarray, confidence: np.ndarray, threshold: float =
     return np.concatenate([centre - half, centre + half]).astype(np.float32)
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not field-wise (numpy) comparison
 class Track:
     """One person followed over frames. Joints and boxes are image px; `score` is the mean joint confidence."""
 
@@ -46,7 +46,6 @@ class Track:
     confidence: np.ndarray | None = None  # (17,)
     score: float = 0.0
     age: int = 0  # frames with a pose
-    history: list = field(default_factory=list, repr=False)  # not used by the tracker; free for callers
 
 
 class Tracker:
