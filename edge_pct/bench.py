@@ -29,7 +29,7 @@ def run_bench(
 ) -> dict:
     """Process every frame of `video` (up to `max_frames`); returns fps, frames, persons_per_frame,
     poses_per_s, stage_ms{decode, detect, crop, infer, post, draw}, detector_runs, jitter_px, jitter_rel."""
-    from edge_pct.stream.overlay import draw_poses
+    from edge_pct.stream.overlay import draw_persons
 
     totals = defaultdict(float)
     persons = detector_runs = frames = 0
@@ -56,15 +56,7 @@ def run_bench(
                     tracks[p.track_id][frame.index] = (p.joints, float(p.box[3] - p.box[1]))
                 if tmp is not None:
                     t1 = time.perf_counter()
-                    image = frame.image.copy()
-                    if result.persons:
-                        draw_poses(
-                            image,
-                            np.stack([p.joints for p in result.persons]),
-                            np.stack([p.confidence for p in result.persons]),
-                            [p.track_id for p in result.persons],
-                            pipeline.cfg.joint_threshold,
-                        )
+                    image = draw_persons(frame.image.copy(), result.persons, pipeline.cfg.joint_threshold)
                     writer = writer or _open_writer(tmp, source.fps, image.shape)
                     writer.write(image)
                     totals["draw"] += (time.perf_counter() - t1) * 1e3

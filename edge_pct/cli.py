@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="pose model .pt, .onnx or .engine (default: the last used, else shipped)")
     p.add_argument("--backend", choices=["onnxruntime", "torch", "tensorrt"], help="default: from the model file")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="require this model precision (default: any)")
-    p.add_argument("--detector", choices=["track", "onnx", "mediapipe"], help="person detector (default: track)")
+    p.add_argument("--detector", choices=["track", "onnx", "mediapipe"], help="default: last used, else track")
     p.add_argument("--detector-model", help="YOLOX-format .onnx/.engine or PoseLandmarker .task")
     p.add_argument("--no-smoothing", action="store_true", help="start with the One-Euro smoothing off")
     p.add_argument("--loop", action="store_true", help="loop video files instead of stopping at the end")

@@ -118,3 +118,21 @@ def test_tracker_drops_lost_and_duplicate_tracks_and_caps_new_ones():
     assert [t.score for t in tracker.tracks] == [pytest.approx(0.9)]  # the duplicate with the lower score is gone
     tracker.update(list(tracker.tracks), same[None], np.full((1, 17), 0.1), 0.1)
     assert tracker.tracks == []  # below lost_score
+
+
+def test_a_detection_frame_ends_unmatched_tracks_and_frees_their_slots():
+    tracker = Tracker(filter_args=None, max_tracks=2)
+    tracker.assign(np.array([[0, 0, 50, 100], [300, 0, 350, 100]], np.float32))
+    first_ids = [t.track_id for t in tracker.tracks]
+    tracker.assign(np.array([[2, 0, 52, 100], [600, 0, 650, 100]], np.float32))  # person 2 left, person 3 came
+    assert [t.track_id for t in tracker.tracks] == [first_ids[0], max(first_ids) + 1]
+
+
+def test_a_collapsed_pose_shrinks_the_next_box_only_gradually():
+    tracker = Tracker(filter_args=None)
+    tracker.assign(np.array([[0, 0, 100, 200]], np.float32))
+    collapsed = np.full((1, 17, 2), 50.0, np.float32)  # every joint on one point
+    tracker.update(list(tracker.tracks), collapsed, np.full((1, 17), 0.9, np.float32), 0.0)
+    box = tracker.tracks[0].box
+    np.testing.assert_allclose(box[2:] - box[:2], [80, 160])  # 0.8 of the previous size, not zero
+    np.testing.assert_allclose((box[:2] + box[2:]) / 2, [50, 50])

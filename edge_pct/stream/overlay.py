@@ -22,6 +22,7 @@ COLOR_CENTRE = (0, 220, 0)  # green: nose, and bones joining left to right
 COLOR_LABEL = (255, 255, 255)
 COLOR_LABEL_OUTLINE = (0, 0, 0)
 LOW_CONF_DIM = 0.5  # brightness factor of bones touching a low-confidence joint
+BOX_COLOR = (0, 220, 255)  # yellow: the crop box of each person
 HUD_BG = (0, 0, 0)
 HUD_TEXT = (255, 255, 255)
 HUD_ALPHA = 0.6  # opacity of the HUD box
@@ -139,6 +140,20 @@ def draw_poses(
             cv2.circle(image, _point(pts[j]), radius, JOINT_COLORS[j], fill, _LINE)
         if track_ids is not None and finite.any():
             _draw_label(image, pts, finite, f"#{int(track_ids[p])}", radius)
+    return image
+
+
+def draw_persons(image: np.ndarray, persons: list, threshold: float = 0.3, boxes: bool = False) -> np.ndarray:
+    """Draw pipeline persons (`edge_pct.stream.pipeline.PersonPose`: joints, confidence, track_id, box) on image
+    (H, W, 3) uint8 BGR in place, with each person's crop box when `boxes`; returns the image."""
+    if boxes:
+        thickness = max(1, round(min(image.shape[:2]) / 360))
+        for p in persons:
+            x1, y1, x2, y2 = (int(round(float(v))) for v in p.box[:4])
+            cv2.rectangle(image, (x1, y1), (x2, y2), BOX_COLOR, thickness, _LINE)
+    if persons:
+        draw_poses(image, np.stack([p.joints for p in persons]), np.stack([p.confidence for p in persons]),
+                   [p.track_id for p in persons], threshold)
     return image
 
 

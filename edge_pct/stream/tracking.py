@@ -3,7 +3,8 @@
 Between detector runs a person's next box comes from its own pose (the rtmlib / MediaPipe trick), so the
 detector can run every N frames or only when a track is lost. At a detection frame the detector's boxes
 are matched to tracks greedily by IoU: a match keeps the track id (and its smoothing state), an unmatched
-detection starts a new track, and an unmatched track keeps following its pose until its confidence drops.
+detection starts a new track, and an unmatched track ends (the detector decides who is there, as in rtmlib's
+PoseTracker). Between detections a track ends when its confidence drops.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from edge_pct.stream.filters import OneEuroFilter, TokenSmoother
 # The keypoint bounds of a person are tighter than the person boxes the model was trained on (COCO boxes
 # include the head top and the feet): enlarge them by this factor around their centre.
 POSE_BOX_ENLARGE = 1.2
+# A pose-driven box may shrink by at most this factor per frame and axis: one bad pose cannot collapse the crop.
+MAX_SHRINK_PER_FRAME = 0.8
 
 
 def box_from_pose(joints: np.ndarray, confidence: np.ndarray, threshold: float = 0.3) -> np.ndarray:
@@ -81,8 +84,8 @@ class Tracker:
         return Track(next(self._ids), np.asarray(box, np.float32), one_euro, smoother)
 
     def assign(self, boxes: np.ndarray) -> None:
-        """Merge detector boxes (D, 4+), best first, into the tracks: matched tracks take the detector's box,
-        unmatched detections become new tracks (up to max_tracks), unmatched tracks keep their pose-driven box."""
+        """Replace the tracks by detector boxes (D, 4+), best first: a detection matching a track keeps its id and
+        state and takes the detector's box, the others start new tracks (up to max_tracks), unmatched tracks end."""
         boxes = np.asarray(boxes, np.float32).reshape(len(boxes), -1)[:, :4]
         free_dets, free_tracks = set(range(len(boxes))), set(range(len(self.tracks)))
         if self.tracks and len(boxes):
@@ -95,6 +98,7 @@ class Tracker:
                     self.tracks[ti].box = boxes[di].copy()
                     free_tracks.discard(ti)
                     free_dets.discard(di)
+        self.tracks = [t for i, t in enumerate(self.tracks) if i not in free_tracks]
         room = max(self.max_tracks - len(self.tracks), 0)
         self.tracks.extend(self._new_track(boxes[di]) for di in sorted(free_dets)[:room])
 
@@ -103,7 +107,7 @@ class Tracker:
         time `t_s` s, filter them, derive next boxes, and drop lost and duplicate tracks."""
         for track, pose, conf in zip(tracks, joints, confidence, strict=True):
             track.score = float(conf.mean())
-            box = box_from_pose(pose, conf)
+            box = _limit_shrink(box_from_pose(pose, conf), track.box)
             height = float(box[3] - box[1])
             track.joints = track.joint_filter(pose, t_s, height) if track.joint_filter is not None else pose
             track.confidence, track.box, track.age = conf, box, track.age + 1
@@ -112,3 +116,10 @@ class Tracker:
         for t in kept:
             if not self.tracks or box_iou(t.box, np.stack([k.box for k in self.tracks])).max() < self.duplicate_iou:
                 self.tracks.append(t)
+
+
+def _limit_shrink(box: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """box (4,) x1 y1 x2 y2, widened / heightened around its centre to at least MAX_SHRINK_PER_FRAME x previous."""
+    centre, size = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
+    size = np.maximum(size, MAX_SHRINK_PER_FRAME * (previous[2:] - previous[:2]))
+    return np.concatenate([centre - size / 2, centre + size / 2]).astype(np.float32)
