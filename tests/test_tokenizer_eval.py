@@ -72,7 +72,7 @@ def test_shipped_tokenizer_reconstructs_real_val_poses():
     model = load_tokenizer(DEFAULT_TOKENIZER)
     poses = load_coco_json(ann)
     res = evaluate_tokenizer_model(model, ann, 0.0, poses=poses.subset(np.arange(600)))
-    assert res["ap"] > 0.9, res
+    assert res["ap"] > 0.95, res  # 0.97 on all 6,352 val persons (README)
     assert res["codes_used"] > 0.2 * model.cfg.codebook_size
     complete, _ = tokenizer_completer(model)
     occluded = score_completer(complete, ann, model.cfg.input_size, 0.3, poses=poses.subset(np.arange(600)))
