@@ -103,6 +103,9 @@ class ModelConfig:
     mixer_token_hidden: int = 64
     assignment: Literal["soft", "straight_through"] = "soft"
     aux_heatmap: bool = True  # training aid: stride-8 heatmap head, training only
+    # What the heatmap head reads: "stride8" (the stride-8 features alone: too small a receptive field, it could
+    # not even overfit 128 crops) or "fused" (stride-32 features upsampled and concatenated with stride 8).
+    aux_features: Literal["stride8", "fused"] = "stride8"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # RGB, images scaled to [0, 1]
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 

@@ -39,6 +39,18 @@ def test_forward_shapes(tiny_model):
     assert "heatmaps" not in tiny_model(torch.rand(1, 3, 64, 48))
 
 
+def test_fused_heatmap_head_reads_the_deep_features(tiny_tokenizer_cfg):
+    """aux_features="fused": stride-8 heatmaps whose values depend on the stride-32 features too."""
+    tok = PoseTokenizer(dataclasses.replace(tiny_tokenizer_cfg, input_size=(96, 128))).eval()
+    model = PoseClassifier(dataclasses.replace(TINY, aux_features="fused"), tok).train()
+    x = torch.rand(2, 3, 64, 48, requires_grad=True) * 255
+    hm = model(x)["heatmaps"]
+    assert hm.shape == (2, 17, 8, 6)
+    deep = next(model.backbone.features[-1].parameters())  # the last (stride-32) block
+    (grad,) = torch.autograd.grad(hm.sum(), deep)
+    assert grad.abs().sum() > 0
+
+
 def test_tokenizer_stays_frozen(tiny_model):
     tiny_model.train()
     assert not tiny_model.tokenizer.training

@@ -81,7 +81,8 @@ class PoseClassifier(nn.Module):
         feat_hw = (-(-h // 32), -(-w // 32))  # five stride-2 convs with padding: ceil(size / 32)
         self.head = PCTHead(self.backbone.out_channels, feat_hw, cfg, tcfg.num_tokens,
                             tcfg.codebook_size, tcfg.num_joints)
-        self.aux_heatmap = (nn.Sequential(conv_bn(self.backbone.channels8, 64, 3), nn.Conv2d(64, tcfg.num_joints, 1))
+        aux_in = self.backbone.channels8 + (self.backbone.out_channels if cfg.aux_features == "fused" else 0)
+        self.aux_heatmap = (nn.Sequential(conv_bn(aux_in, 64, 3), nn.Conv2d(64, tcfg.num_joints, 1))
                             if cfg.aux_heatmap else None)
         self.tokenizer = tokenizer
         for p in self.tokenizer.parameters():
@@ -114,5 +115,7 @@ class PoseClassifier(nn.Module):
         out = {"logits": logits, "joints": self.decode(self.assign(logits)), "confidence": conf.sigmoid(),
                "confidence_logits": conf}
         if self.training and self.aux_heatmap is not None:
+            if self.cfg.aux_features == "fused":  # context from the deep features, resolution from stride 8
+                x8 = torch.cat([x8, F.interpolate(x32, size=x8.shape[-2:], mode="bilinear", align_corners=False)], 1)
             out["heatmaps"] = self.aux_heatmap(x8)
         return out
