@@ -11,16 +11,15 @@ latency does not depend on the pixel values.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-          "all": "ORT_ENABLE_ALL"}
+from edge_pct.calibration.ort_cpu import LEVELS, interleaved_times_ms, op_counts, optimized_graph
 
 
 def _session(ort, path: Path, threads: int, level: str, disabled: list[str] | None = None):
@@ -36,23 +35,7 @@ def _session(ort, path: Path, threads: int, level: str, disabled: list[str] | No
 def optimized_ops(path: Path, threads: int = 1, level: str = "all") -> dict[str, int]:
     """Op counts of the graph ONNX Runtime's CPU provider runs for `path` after its graph optimizations: how many
     convs became QLinearConv, which float ops still sit between DequantizeLinear and QuantizeLinear."""
-    import tempfile
-
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        graph = onnx.load(opts.optimized_model_filepath).graph
-    counts: dict[str, int] = {}
-    for n in graph.node:
-        counts[n.op_type] = counts.get(n.op_type, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    return op_counts(optimized_graph(path, threads, level))
 
 
 def _feed(session, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -70,15 +53,8 @@ def measure(fp32: Path, int8: Path, batch: int = 1, threads: int = 1, runs: int 
 
     sessions = {"fp32": _session(ort, fp32, threads, level), "int8": _session(ort, int8, threads, level, disabled)}
     feed = _feed(sessions["fp32"], batch, np.random.default_rng(seed))
-    for _ in range(warmup):
-        for s in sessions.values():
-            s.run(None, feed)
-    times: dict[str, list[float]] = {"fp32": [], "int8": []}
-    for r in range(runs):
-        for name in ("fp32", "int8") if r % 2 == 0 else ("int8", "fp32"):
-            t0 = time.perf_counter()
-            sessions[name].run(None, feed)
-            times[name].append((time.perf_counter() - t0) * 1e3)
+    times = interleaved_times_ms({name: functools.partial(s.run, None, feed) for name, s in sessions.items()}, runs,
+                                 warmup)
     med = {k: float(np.median(v)) for k, v in times.items()}
     pair = np.asarray(times["fp32"]) / np.asarray(times["int8"])
     return {"fp32": str(fp32), "int8": str(int8), "batch": batch, "threads": threads, "runs": runs, "warmup": warmup,

@@ -15,6 +15,7 @@ method, num, seed, onnxruntime version) matches the existing report reuses its r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from edge_pct._optional import require
+from edge_pct.calibration.ort_cpu import interleaved_times_ms
 from edge_pct.errors import ConfigError, InputFileError
 from edge_pct.files import file_sha256
 
@@ -292,8 +294,9 @@ def _measure(fp32_path: Path, int8_path: Path, cpu_path: Path, crops: np.ndarray
     latency: dict[str, dict[str, float]] = {name: {} for name in backends}
     for b in LATENCY_BATCHES:
         xb = rng.uniform(0, 255, (b, 3, h, w)).astype(np.float32)
-        for name, ms in _interleaved_ms(backends, xb, repeats).items():
-            latency[name][str(b)] = ms
+        runs = {name: functools.partial(backend, xb) for name, backend in backends.items()}
+        for name, times in interleaved_times_ms(runs, repeats).items():
+            latency[name][str(b)] = float(np.median(times))
     speedup = {str(b): latency["fp32"][str(b)] / max(latency["int8"][str(b)], 1e-9) for b in LATENCY_BATCHES}
     return {**agree, "latency_ms": {**latency, "speedup": speedup, "int8_onnx": cpu_path.name, "threads": threads,
                                     "repeats": repeats, "provider": "CPUExecutionProvider"}}
@@ -306,21 +309,6 @@ def _agreement(a: dict[str, np.ndarray], q: dict[str, np.ndarray]) -> dict[str, 
             "joints_max_px": float(err.max()),
             "confidence_mean_abs_diff": float(np.abs(a["confidence"] - q["confidence"]).mean()),
             "token_argmax_agreement": float((a["token_probs"].argmax(-1) == q["token_probs"].argmax(-1)).mean())}
-
-
-def _interleaved_ms(backends: dict[str, Any], x: np.ndarray, repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median ms per backend on `x`; one run of each per round, the order reversed every other round."""
-    for _ in range(warmup):
-        for backend in backends.values():
-            backend(x)
-    times: dict[str, list[float]] = {name: [] for name in backends}
-    names = list(backends)
-    for r in range(max(1, repeats)):
-        for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            backends[name](x)
-            times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t) * 1e3) for name, t in times.items()}
 
 
 def _coco_delta(fp32_path: Path, int8_path: Path, cpu_path: Path, ann: Path, images: Path, image_ids: list[int],

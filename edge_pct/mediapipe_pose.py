@@ -22,6 +22,7 @@ import numpy as np
 from edge_pct._optional import require
 from edge_pct.errors import InputFileError
 from edge_pct.keypoints import NUM_JOINTS
+from edge_pct.processing import check_frame
 
 MODEL_URL = (
     "https://storage.googleapis.com/mediapipe-models/pose_landmarker/pose_landmarker_full/float16/latest/"
@@ -113,9 +114,7 @@ class MediaPipePose:
             box_xywh (4,) float32, the min/max box of all 33 landmarks clipped to the frame, and the BlazePose
             landmarks themselves: landmarks (33, 2) float32 image-pixel xy, landmark_scores (33,) float32 in [0, 1].
         """
-        frame_bgr = np.asarray(frame_bgr)
-        if frame_bgr.ndim != 3 or frame_bgr.shape[-1] != 3 or frame_bgr.dtype != np.uint8:
-            raise ValueError(f"frame_bgr must be (H, W, 3) uint8 BGR, got {frame_bgr.shape} {frame_bgr.dtype}")
+        frame_bgr = check_frame(frame_bgr)
         h, w = frame_bgr.shape[:2]
         people = []
         for xy, score in self._detect(frame_bgr, timestamp_ms):

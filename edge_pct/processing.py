@@ -107,3 +107,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=-1)
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def check_frame(frame_bgr: np.ndarray) -> np.ndarray:
+    """The frame as an (H, W, 3) uint8 array, or a ValueError naming what was given."""
+    frame = np.asarray(frame_bgr)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8 or not frame.size:
+        raise ValueError(f"frame_bgr must be (H, W, 3) uint8 BGR, got {frame.shape} {frame.dtype}")
+    return frame

@@ -209,35 +209,29 @@ def test_cpu_graph_keeps_the_fp32_island_and_symmetric_int8_weights(tiny_export,
         assert w in init and init[w].data_type == onnx.TensorProto.FLOAT and w not in producer
 
 
-def _optimized(path, tmp_path):
+def _optimized(path):
     """The graph ONNX Runtime's CPU provider actually runs (all graph optimizations) and its op counts."""
-    out = tmp_path / f"{path.stem}.optimized.onnx"
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.optimized_model_filepath = str(out)
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    graph = onnx.load(out).graph
-    ops: dict[str, int] = {}
-    for n in graph.node:
-        ops[n.op_type] = ops.get(n.op_type, 0) + 1
-    return graph, ops
+    from edge_pct.calibration.ort_cpu import op_counts, optimized_graph
+
+    graph = optimized_graph(path)
+    return graph, op_counts(graph)
 
 
-def test_cpu_graph_runs_on_integer_kernels_in_onnxruntime(tiny_export, entropy_run, tmp_path):
+def test_cpu_graph_runs_on_integer_kernels_in_onnxruntime(tiny_export, entropy_run):
     """Structure, not timing: after ONNX Runtime's optimizations every conv of model.int8.cpu.onnx but the stem is a
     QLinearConv, the first Linear a QGemm, and no float Conv/Gemm/MatMul reads a DequantizeLinear (a weight
     dequantized on every run). The TensorRT graph leaves float convs between DQ and Q there (why both exist)."""
     from pathlib import Path
 
     convs = sum(n.op_type == "Conv" for n in onnx.load(tiny_export["onnx"]).graph.node)
-    graph, ops = _optimized(Path(entropy_run["result"]["cpu_onnx"]), tmp_path)
+    graph, ops = _optimized(Path(entropy_run["result"]["cpu_onnx"]))
     assert ops.get("QLinearConv") == convs - 1 and ops.get("Conv", 0) == 1 and ops.get("QGemm") == 1, ops
     producer = {o: n for n in graph.node for o in n.output}
     float_after_dq = [n.name for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "FusedMatMul")
                       and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
                               for i in n.input)]
     assert not float_after_dq
-    _, trt_ops = _optimized(Path(entropy_run["result"]["int8_onnx"]), tmp_path)
+    _, trt_ops = _optimized(Path(entropy_run["result"]["int8_onnx"]))
     assert trt_ops.get("QLinearConv", 0) < convs - 1
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_pct.mediapipe_pose import MediaPipePose
-from edge_pct.stream.detectors import check_frame, empty_boxes
+from edge_pct.stream.detectors import empty_boxes
 
 BOX_PAD = 0.1  # landmarks sit on joints, not on the body outline (head top, hands, feet): widen each side by 10%
 VISIBLE_SCORE = 0.5  # landmarks at or above this visibility * presence bound the box
@@ -73,9 +73,9 @@ class MediaPipeDetector:
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         """frame_bgr (H, W, 3) uint8 BGR -> (D, 5) float32 [x1, y1, x2, y2, score], image px, score descending,
         D <= max_persons."""
-        frame = check_frame(frame_bgr)
-        h, w = frame.shape[:2]
-        boxes = [landmarks_to_box(p["landmarks"], p["landmark_scores"], w, h) for p in self._pose.estimate_frame(frame)]
+        h, w = np.shape(frame_bgr)[:2]  # estimate_frame checks the frame
+        boxes = [landmarks_to_box(p["landmarks"], p["landmark_scores"], w, h)
+                 for p in self._pose.estimate_frame(frame_bgr)]
         boxes = [b for b in boxes if b is not None]
         if not boxes:
             return empty_boxes()

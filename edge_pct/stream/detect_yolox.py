@@ -24,7 +24,8 @@ import numpy as np
 
 from edge_pct._optional import require
 from edge_pct.errors import ConfigError, InputFileError
-from edge_pct.stream.detectors import check_frame, empty_boxes, nms
+from edge_pct.processing import check_frame
+from edge_pct.stream.detectors import empty_boxes, nms
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edge_pct.errors import ConfigError
-from edge_pct.processing import box_iou
+from edge_pct.processing import box_iou, check_frame
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,6 @@ class Detector(Protocol):
 def empty_boxes() -> np.ndarray:
     """(0, 5) float32: no person."""
     return np.zeros((0, 5), np.float32)
-
-
-def check_frame(frame_bgr: np.ndarray) -> np.ndarray:
-    """The frame as an (H, W, 3) uint8 array, or a ValueError naming what was given."""
-    frame = np.asarray(frame_bgr)
-    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8 or not frame.size:
-        raise ValueError(f"frame_bgr must be (H, W, 3) uint8 BGR, got {frame.shape} {frame.dtype}")
-    return frame
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
