@@ -15,8 +15,9 @@ from edge_pct.models.classifier import PoseClassifier
 from edge_pct.models.tokenizer import PoseTokenizer
 
 MODEL_VARIANTS: dict[str, ModelConfig] = {
-    # CPU / Jetson default: MobileNetV2 x0.5 at 192x144 (trains in about an hour on 2 CPU cores).
-    "pct-lite": ModelConfig(width=0.5, input_size=(144, 192), head_channels=32),
+    # CPU / Jetson default: MobileNetV2 x0.5 at 128x96. Trained from scratch on 6,000 images, it is bound by how
+    # many samples it sees: 128x96 runs forward+backward 2.7x faster than 192x144 (batch 32, 2 CPU cores here).
+    "pct-lite": ModelConfig(width=0.5, input_size=(96, 128), head_channels=32),
     # Desktop GPU: MobileNetV2 x1.0 at 256x192 with the paper-sized head width.
     "pct-base": ModelConfig(width=1.0, input_size=(192, 256), head_channels=64),
 }
