@@ -92,8 +92,11 @@ class ModelConfig:
     (the paper: 256 and 64 on a Swin); `assignment` is the paper's soft path or straight-through.
     """
 
-    backbone: Literal["mobilenetv2"] = "mobilenetv2"
+    # "cspdarknet": YOLOX's depthwise CSPDarknet + PAFPN, which can start from YOLOX-Nano's detector weights
+    # (train.backbone_init); "mobilenetv2": MobileNetV2, from scratch.
+    backbone: Literal["mobilenetv2", "cspdarknet"] = "mobilenetv2"
     width: float = 0.5
+    depth: float = 0.33  # cspdarknet only: CSP bottlenecks per stage (YOLOX-Nano: width 0.25, depth 0.33)
     input_size: tuple[int, int] = (192, 256)  # crop (width, height) in pixels
     head_channels: int = 64
     head_blocks: int = 2
@@ -106,7 +109,9 @@ class ModelConfig:
     # What the heatmap head reads: "stride8" (the stride-8 features alone: too small a receptive field, it could
     # not even overfit 128 crops) or "fused" (stride-32 features upsampled and concatenated with stride 8).
     aux_features: Literal["stride8", "fused"] = "stride8"
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # RGB, images scaled to [0, 1]
+    # Input normalisation (x / 255 - mean) / std, RGB; the YOLOX-initialised backbone wants raw pixels:
+    # mean 0, std 1/255.
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
@@ -115,6 +120,9 @@ class TrainConfig:
     """Stage-2 training on person crops (PCT-NOTES 2.4-2.5, scaled to a light backbone and a small dataset)."""
 
     tokenizer: str = ""  # tokenizer checkpoint; "" = the shipped one
+    # YOLOX ONNX export whose backbone + PAFPN weights initialise a cspdarknet backbone of the same size
+    # (e.g. ../shared/data/models/yolox_nano.onnx); "" = from scratch. Read once, at the start of a new run.
+    backbone_init: str = ""
     lsp_root: str = "../shared/data/lspet"  # LSP-extended (joints.npz + images/); "" = not used
     face_pseudo: bool = True  # add lspet/face_pseudo.npz face joints (accepted rows only)
     coco_ann: str = ""  # optional extra COCO-format training set (json) ...

@@ -7,6 +7,7 @@ peer are scored on the same crop regions (each at its own input resolution) by t
 
 from __future__ import annotations
 
+import atexit
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ def mediapipe_estimator(task_path: str | Path, input_size: tuple[int, int] = (19
     from edge_pct.mediapipe_pose import MediaPipePose
 
     peer = MediaPipePose(task_path, num_poses=1, mode="image")
+    # Close before interpreter teardown: mediapipe's own __del__ then runs with half its modules gone and
+    # prints a traceback at exit.
+    atexit.register(peer.close)
 
     def run(crops: np.ndarray) -> dict[str, np.ndarray]:
         res = peer.estimate_crops(crops)

@@ -1,6 +1,7 @@
 """The PCT image model (stage 2, arXiv 2303.11638 Sec. 3.2; PCT-NOTES section 2) on a light backbone.
 
-image (B, 3, H, W) RGB 0-255 -> normalise -> MobileNetV2 -> PCT class head: 1x1 conv, residual blocks,
+image (B, 3, H, W) RGB 0-255 -> normalise -> light backbone (YOLOX's CSPDarknet + PAFPN or MobileNetV2)
+-> PCT class head: 1x1 conv, residual blocks,
 flatten, Linear to M token features, Mixer layers, Linear to V logits -> softmax(logits) @ codebook ->
 frozen tokenizer decoder -> joints (B, 17, 2) in crop pixels of the model input.
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from edge_pct.config import ModelConfig
 from edge_pct.models.backbone import MobileNetV2, conv_bn
+from edge_pct.models.cspdarknet import CSPDarknetPAFPN
 from edge_pct.models.mixer import MixerLayer
 from edge_pct.models.tokenizer import PoseTokenizer
 
@@ -76,7 +78,8 @@ class PoseClassifier(nn.Module):
         w, h = cfg.input_size
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255, persistent=False)
-        self.backbone = MobileNetV2(cfg.width)
+        self.backbone = (CSPDarknetPAFPN(cfg.width, cfg.depth) if cfg.backbone == "cspdarknet"
+                         else MobileNetV2(cfg.width))
         tcfg = tokenizer.cfg
         feat_hw = (-(-h // 32), -(-w // 32))  # five stride-2 convs with padding: ceil(size / 32)
         self.head = PCTHead(self.backbone.out_channels, feat_hw, cfg, tcfg.num_tokens,
