@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from edge_pct.config import ModelConfig, TokenizerConfig, config_from_dict
+from edge_pct.config import ModelConfig, TokenizerConfig
 from edge_pct.errors import ConfigError, InputFileError
 from edge_pct.models.classifier import PoseClassifier
 from edge_pct.models.tokenizer import PoseTokenizer
