@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from edge_pct.config import ModelConfig, TokenizerConfig
+from edge_pct.config import ModelConfig, TokenizerConfig, config_from_dict
 from edge_pct.errors import ConfigError, InputFileError
 from edge_pct.models.classifier import PoseClassifier
 from edge_pct.models.tokenizer import PoseTokenizer
@@ -57,3 +57,12 @@ def init_backbone(model: PoseClassifier, onnx_path: str | Path, images: torch.Te
     n = load_yolox_onnx(model.backbone, onnx_path)
     fit_batchnorm(model.backbone, (images - model.mean) / model.std)
     return n
+
+
+def load_classifier(path: str | Path) -> PoseClassifier:
+    """Rebuild a trained image model (eval mode, fp32) from its checkpoint."""
+    from edge_pct.train.checkpoint import load_weights, read_checkpoint
+
+    blob = read_checkpoint(path, "classifier")
+    cfg = config_from_dict(ClassifierCheckpointConfig, blob["config"])
+    return load_weights(PoseClassifier(cfg.model, PoseTokenizer(cfg.tokenizer)), blob, path)
