@@ -43,7 +43,8 @@ def main() -> None:
                 "ms_per_person_b1": ms_per_person(model, size)}
         for flip in (False,) if args.no_flip else (False, True):
             est = torch_estimator(model, flip=flip)
-            rows.append({"name": f"{Path(path).stem}{' +flip' if flip else ''}", **_scores(est, args), **cost})
+            name = f"{Path(path).parent.name}/{Path(path).name}"  # run folder + file: ablation runs are all model.pt
+            rows.append({"name": f"{name}{' +flip' if flip else ''}", **_scores(est, args), **cost})
             print(json.dumps({k: rows[-1][k] for k in ("name", "params_inference_M", "gmac")}), flush=True)
     if args.peer:
         est = mediapipe_estimator(args.peer)

@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the image model (PCT stage 2) on person crops")
     p.add_argument("--config", help="TOML config, e.g. configs/pct_lite.toml")
-    p.add_argument("--variant", default="pct-lite", choices=["pct-lite", "pct-base"], help="model size")
+    p.add_argument("--variant", default="pct-lite", choices=["pct-lite", "pct-lite-mnv2", "pct-base"],
+                   help="model size and backbone (edge_pct/models/factory.py)")
     p.add_argument("--out", required=True, help="run directory (last.pt resume point, model.pt, train_log.jsonl)")
     p.set_defaults(func=_cmd_train)
 

@@ -119,3 +119,11 @@ def test_train_then_eval_tokenizer_end_to_end(tmp_path, capsys):
     assert main([*train[:4], str(tmp_path / "run2"), *sets, "--init", str(out / "tokenizer.pt")]) == 0
     assert main([*train[:4], str(tmp_path / "run3"), *sets, "--set", "tokenizer.enc_layers=2",
                  "--init", str(out / "tokenizer.pt")]) == 2
+
+
+def test_train_offers_every_model_variant():
+    from edge_pct.models.factory import MODEL_VARIANTS
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    variant = next(a for a in train._actions if a.dest == "variant")
+    assert sorted(variant.choices) == sorted(MODEL_VARIANTS)
