@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 COCO_VAL = SHARED_DATA / "coco" / "person_keypoints_val2017.json"
 COCO_TRAIN_POSES = SHARED_DATA / "coco" / "person_keypoints_train2017.npz"
+YOLOX_NANO = SHARED_DATA / "models" / "yolox_nano.onnx"
 
 
 def require_data(path: Path) -> Path:

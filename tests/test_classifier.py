@@ -170,7 +170,7 @@ def test_train_command_runs_resumes_and_writes_a_loadable_model(tmp_path, tiny_m
                          f"train.coco_ann='{tmp_path / 'ann.json'}'", f"train.coco_images='{images}'",
                          "train.batch_size=2", "train.epochs=2", "train.workers=0", "train.warmup_iters=1",
                          "train.checkpoint_every=1"]
-    argv = ["train", "--out", str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]
+    argv = ["train", "--variant", "pct-lite-mnv2", "--out", str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]
     for s in sets:
         argv += ["--set", s]
     assert main(argv) == 0
@@ -179,4 +179,33 @@ def test_train_command_runs_resumes_and_writes_a_loadable_model(tmp_path, tiny_m
     assert main(argv) == 0  # resumes at the end: nothing left to do
     model = load_classifier(tmp_path / "run" / "model.pt")
     assert model.cfg.input_size == (48, 64)
+    capsys.readouterr()
+
+
+def test_train_starts_the_cspdarknet_from_the_yolox_detector(tmp_path, tiny_model, capsys):
+    """`edge-pct train --variant pct-lite` with train.backbone_init: the run starts from YOLOX-Nano's weights
+    (after 2 small steps the stem is still the detector's, RGB-ordered)."""
+    import json
+
+    from conftest import YOLOX_NANO, write_one_person_coco
+    from edge_pct.cli import main
+    from edge_pct.models.cspdarknet import CSPDarknetPAFPN, load_yolox_onnx
+
+    require_data(YOLOX_NANO)
+
+    ann = write_one_person_coco(tmp_path, np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8))
+    tok_path = save_checkpoint(tmp_path / "tok.pt", "tokenizer", tiny_model.tokenizer.cfg, tiny_model.tokenizer)
+    sets = ["model.head_channels=8", "model.head_blocks=1", "model.token_hidden=16", "model.mixer_layers=1",
+            f"train.tokenizer='{tok_path}'", "train.lsp_root=''", f"train.coco_ann='{ann}'",
+            f"train.coco_images='{tmp_path}'", f"train.backbone_init='{YOLOX_NANO}'", "train.batch_size=1",
+            "train.epochs=2", "train.workers=0", "train.lr=1e-5", "train.warmup_iters=1"]
+    argv = ["train", "--variant", "pct-lite", "--out", str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["iterations"] == 2
+    yolox = CSPDarknetPAFPN(0.25, 0.33)
+    load_yolox_onnx(yolox, YOLOX_NANO)
+    stem = load_classifier(tmp_path / "run" / "model.pt").backbone.stem[0].weight
+    torch.testing.assert_close(stem, yolox.stem[0].weight, atol=1e-3, rtol=0)  # fp32 checkpoint, 2 steps of 1e-5
     capsys.readouterr()

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, require_data
+from conftest import YOLOX_NANO, require_data
 from edge_pct.config import ModelConfig
 from edge_pct.errors import ConfigError, InputFileError
 from edge_pct.models.cspdarknet import ConvBnSiLU, CSPDarknetPAFPN, fit_batchnorm, load_yolox_onnx
 from edge_pct.models.factory import build_classifier, init_backbone
 from edge_pct.models.tokenizer import PoseTokenizer
 
-YOLOX_NANO = SHARED_DATA / "models" / "yolox_nano.onnx"
 TINY = ModelConfig(backbone="cspdarknet", width=0.125, input_size=(96, 128), head_channels=8, head_blocks=1,
                    token_hidden=16, mixer_layers=1, mixer_channel_hidden=16, mixer_token_hidden=8,
                    aux_features="stride8")
