@@ -1,9 +1,8 @@
 """The PCT image model (stage 2, arXiv 2303.11638 Sec. 3.2; PCT-NOTES section 2) on a light backbone.
 
-image (B, 3, H, W) RGB 0-255 -> normalise -> light backbone (YOLOX's CSPDarknet + PAFPN or MobileNetV2)
--> PCT class head: 1x1 conv, residual blocks,
-flatten, Linear to M token features, Mixer layers, Linear to V logits -> softmax(logits) @ codebook ->
-frozen tokenizer decoder -> joints (B, 17, 2) in crop pixels of the model input.
+image (B, 3, H, W) RGB 0-255 -> normalise -> light backbone (YOLOX's CSPDarknet + PAFPN, or MobileNetV2) ->
+PCT class head: 1x1 conv, residual blocks, flatten, Linear to M token features, Mixer layers, Linear to V logits
+-> softmax(logits) @ codebook -> frozen tokenizer decoder -> joints (B, 17, 2) in crop pixels of the model input.
 
 Added to the paper: a per-joint confidence head (visibility / reliability of each joint, from the token
 features), the straight-through assignment as an option, and an auxiliary stride-8 heatmap head used only
