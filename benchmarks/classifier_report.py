@@ -49,6 +49,7 @@ def main() -> None:
     if args.peer:
         est = mediapipe_estimator(args.peer)
         rows.append({"name": "MediaPipe PoseLandmarker (full)", **_scores(est, args)})
+        est.close()
     Path(args.json).write_text(json.dumps(rows, indent=2))
     print("\n| model | LSP PCK@0.2 | occluded: all / under occluder | COCO dev AP | AP50 | AP75 | params (M) | GMAC "
           "| ms/person (eval) |")

@@ -85,8 +85,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise EdgePctError(f"--occlude {lo} {hi} is out of range: use 0 < LO <= HI < 1, e.g. --occlude 0.2 0.4")
         occlusion = (lo, hi)
     est = _estimator(args.model, args.flip)
-    res = (evaluate_lsp(est, args.lsp, occlusion=occlusion) if args.lsp
-           else evaluate_coco(est, args.coco_ann, args.images, occlusion=occlusion))
+    try:
+        res = (evaluate_lsp(est, args.lsp, occlusion=occlusion) if args.lsp
+               else evaluate_coco(est, args.coco_ann, args.images, occlusion=occlusion))
+    finally:
+        est.close()
     _write_json(args.json, {"model_path": args.model, "flip": args.flip, **res})
     return 0
 

@@ -7,7 +7,6 @@ peer are scored on the same crop regions (each at its own input resolution) by t
 
 from __future__ import annotations
 
-import atexit
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ class Estimator:
     run: Callable[[np.ndarray], dict[str, np.ndarray]]
     backend: str = "torch"
     precision: str = "fp32"
+    close: Callable[[], None] = lambda: None  # releases native resources (MediaPipe); call when done
 
 
 def torch_estimator(model, flip: bool = False, batch: int = 32) -> Estimator:
@@ -80,15 +80,14 @@ def mediapipe_estimator(task_path: str | Path, input_size: tuple[int, int] = (19
     from edge_pct.mediapipe_pose import MediaPipePose
 
     peer = MediaPipePose(task_path, num_poses=1, mode="image")
-    # Close before interpreter teardown: mediapipe's own __del__ then runs with half its modules gone and
-    # prints a traceback at exit.
-    atexit.register(peer.close)
 
     def run(crops: np.ndarray) -> dict[str, np.ndarray]:
         res = peer.estimate_crops(crops)
         return {"joints": res["joints"], "scores": res["scores"]}
 
-    return Estimator("mediapipe", input_size, run, backend="mediapipe", precision="fp16")
+    # Closed by the caller: left to interpreter teardown, mediapipe's own __del__ finds its dispatcher gone and
+    # prints a traceback at exit.
+    return Estimator("mediapipe", input_size, run, backend="mediapipe", precision="fp16", close=peer.close)
 
 
 def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25,

@@ -109,3 +109,21 @@ def test_blank_crop_finds_no_pose(pose):
     assert not out["found"][0]
     assert np.all(out["scores"] == 0)
     np.testing.assert_allclose(out["joints"][0], np.tile([CROP_W / 2, CROP_H / 2], (17, 1)))
+
+
+def test_eval_command_with_the_peer_exits_without_a_traceback(mediapipe_module, tmp_path):
+    """`edge-pct eval --model mediapipe:TASK` closes the landmarker itself: left to interpreter teardown, mediapipe
+    prints a traceback from its __del__ after the result."""
+    import subprocess
+    import sys
+
+    from conftest import write_one_person_coco
+
+    require_data(TASK)
+    ann = write_one_person_coco(tmp_path, np.full((100, 100, 3), 127, np.uint8))
+    code = "from edge_pct.cli import main; raise SystemExit(main())"
+    run = subprocess.run([sys.executable, "-c", code, "eval", "--model", f"mediapipe:{TASK}", "--coco-ann", str(ann),
+                          "--images", str(tmp_path), "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr and (tmp_path / "r.json").exists()
