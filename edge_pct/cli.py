@@ -53,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from edge_pct.train.classifier import train_classifier
 
     cfg = load_config(args.config, args.set, base={"model": config_to_dict(MODEL_VARIANTS[args.variant])})
-    _write_json(args.json, train_classifier(cfg, args.out))
+    _write_json(args.json, train_classifier(cfg, args.out, init=args.init))
     return 0
 
 
@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="pct-lite", choices=["pct-lite", "pct-lite-mnv2", "pct-base"],
                    help="model size and backbone (edge_pct/models/factory.py)")
     p.add_argument("--out", required=True, help="run directory (last.pt resume point, model.pt, train_log.jsonl)")
+    p.add_argument("--init", help="start from this image model's weights (same model config, e.g. the shipped "
+                   "edge_pct/weights/pct_lite.pt), fresh optimizer and schedule")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="top-down accuracy with GT boxes: COCO OKS-AP or LSP PCK@0.2")

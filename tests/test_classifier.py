@@ -179,7 +179,15 @@ def test_train_command_runs_resumes_and_writes_a_loadable_model(tmp_path, tiny_m
     assert main(argv) == 0  # resumes at the end: nothing left to do
     model = load_classifier(tmp_path / "run" / "model.pt")
     assert model.cfg.input_size == (48, 64)
-    capsys.readouterr()
+    # --init: a new run from those weights (at a negligible learning rate it ends where it started)
+    again = [a.replace(str(tmp_path / "run"), str(tmp_path / "run2")) for a in argv]
+    assert main(again + ["--init", str(tmp_path / "run" / "model.pt"), "--set", "train.lr=1e-12"]) == 0
+    continued = load_classifier(tmp_path / "run2" / "model.pt")
+    for name in ("head.cls_pred.weight", "backbone.features.0.0.weight"):
+        torch.testing.assert_close(continued.state_dict()[name], model.state_dict()[name])
+    other = [a.replace("head_channels=8", "head_channels=16") for a in again]
+    assert main(other + ["--init", str(tmp_path / "run" / "model.pt")]) == 2
+    assert "another model config" in capsys.readouterr().err
 
 
 def test_train_starts_the_cspdarknet_from_the_yolox_detector(tmp_path, tiny_model, capsys):

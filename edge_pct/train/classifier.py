@@ -25,7 +25,7 @@ from edge_pct.data.transforms import PoseAugment
 from edge_pct.errors import InputFileError
 from edge_pct.models.classifier import PoseClassifier
 from edge_pct.models.factory import build_classifier, init_backbone
-from edge_pct.train.checkpoint import load_tokenizer, read_checkpoint, save_checkpoint
+from edge_pct.train.checkpoint import load_tokenizer, load_weights, read_checkpoint, save_checkpoint
 from edge_pct.train.schedule import warmup_cosine_lr
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,11 @@ def _quiet_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def train_classifier(cfg: RunConfig, out_dir: str | Path) -> dict:
-    """Train (or resume) the image model; writes `<out>/last.pt`, `<out>/model.pt`, `<out>/train_log.jsonl`."""
+def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | None = None) -> dict:
+    """Train (or resume) the image model; writes `<out>/last.pt`, `<out>/model.pt`, `<out>/train_log.jsonl`.
+
+    `init` starts a new run (fresh optimizer and schedule) from a trained image model of the same model config,
+    e.g. to train the shipped model longer; a run that has a last.pt resumes from it instead."""
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -161,7 +164,14 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path) -> dict:
     aug = PoseAugment(t.flip_prob, t.rot_prob, t.rot_sigma, t.scale_sigma, t.shift_prob, t.shift_factor,
                       t.half_body_prob)
     dataset = CropDataset(persons, cfg.model.input_size, t.padding, aug, t.color_prob, t.occlusion_prob, t.seed)
-    if t.backbone_init and not last.exists():  # a new run starts from the detector; BatchNorm fitted on 64 crops
+    if init is not None and not last.exists():
+        blob = read_checkpoint(init, "classifier")
+        if blob["config"]["model"] != config_to_dict(cfg.model):
+            raise InputFileError(f"--init '{init}' has another model config than this run: pass the same --variant "
+                                 "and --config")
+        load_weights(model, blob, init).train()
+        log.info("starting from the weights of %s", init)
+    elif t.backbone_init and not last.exists():  # a new run starts from the detector; BatchNorm fitted on 64 crops
         sample = torch.stack([dataset[i]["image"] for i in range(0, len(dataset), max(1, len(dataset) // 64))][:64])
         log.info("backbone: %d convs from %s", init_backbone(model, t.backbone_init, sample), t.backbone_init)
     # channels_last: the depthwise convs run 1.37x faster forward+backward on CPU (batch 32, measured here)
@@ -181,7 +191,7 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path) -> dict:
         log.info("resuming from %s at iteration %d", last, it)
     train_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     meta = {"run_config": config_to_dict(cfg), "persons": len(persons),
-            "tokenizer": str(t.tokenizer or DEFAULT_TOKENIZER)}
+            "tokenizer": str(t.tokenizer or DEFAULT_TOKENIZER), "init": str(init) if init else None}
 
     def checkpoint(step: int) -> None:
         if rank == 0:
