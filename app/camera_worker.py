@@ -129,10 +129,10 @@ def _open_default_backend(model: str | None, backend: str | None) -> Any:
     return open_backend(model, backend)
 
 
-def _create_default_detector(name: str | None, model: str | None, max_persons: int) -> Any:
+def _create_default_detector(name: str | None, model: str | None, stream: Any) -> Any:
     from edge_pct.stream.detectors import create_detector
 
-    return create_detector(name, model, max_persons=max_persons)
+    return create_detector(name, model, max_persons=stream.max_persons, box_detector_limit=stream.detector_boxes)
 
 
 class CameraWorker(QObject):
@@ -163,7 +163,7 @@ class CameraWorker(QObject):
         *,
         source_factory: Callable[[str], VideoSource] | None = None,
         backend_factory: Callable[[str | None, str | None], Any] = _open_default_backend,
-        detector_factory: Callable[[str | None, str | None, int], Any] = _create_default_detector,
+        detector_factory: Callable[[str | None, str | None, Any], Any] = _create_default_detector,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -257,7 +257,7 @@ class CameraWorker(QObject):
             self._backend = self._open_backend()
             step = "detector"
             self._detector = self._detector_factory(
-                self.cfg.detector, self.cfg.detector_model, self.cfg.stream.max_persons
+                self.cfg.detector, self.cfg.detector_model, self.cfg.stream
             )
             self._pipeline = PosePipeline(self._backend, self._detector, self.cfg.stream)
         except Exception as e:  # a GUI reports every load failure: an exception escaping a slot aborts PyQt6

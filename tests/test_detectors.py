@@ -256,6 +256,9 @@ def test_env_variable_runs_the_real_yolox(monkeypatch):
     assert isinstance(det, YoloxDetector) and det.max_persons == 2
     assert det(_first_frame(VTEST)).shape == (2, 5)
     det.close()
+    det = create_detector(max_persons=2, box_detector_limit=3, threads=1)  # the pipeline's candidate boxes
+    assert det(_first_frame(VTEST)).shape == (3, 5)
+    det.close()
 
 
 def test_create_detector_errors_name_the_fix(tmp_path):

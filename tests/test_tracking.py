@@ -136,3 +136,27 @@ def test_a_collapsed_pose_shrinks_the_next_box_only_gradually():
     box = tracker.tracks[0].box
     np.testing.assert_allclose(box[2:] - box[:2], [80, 160])  # 0.8 of the previous size, not zero
     np.testing.assert_allclose((box[:2] + box[2:]) / 2, [50, 50])
+
+
+def test_a_track_whose_pose_box_drifted_still_matches_its_last_detection():
+    """A weak pose can pull the pose-driven box off the person between detector runs; the next detection of the
+    same person still matches through the track's last detector box and keeps the id."""
+    tracker = Tracker(filter_args=None)
+    tracker.assign(np.array([[0, 0, 50, 100]], np.float32))
+    track_id = tracker.tracks[0].track_id
+    drifted = _pose_in(np.array([120, 0, 170, 100], np.float32))  # no overlap with the person any more
+    tracker.update(list(tracker.tracks), drifted[None], np.full((1, 17), 0.9, np.float32), 0.0)
+    assert box_iou(tracker.tracks[0].box, np.array([4, 0, 54, 100], np.float32)).max() < tracker.iou_match
+    tracker.assign(np.array([[4, 0, 54, 100]], np.float32))
+    assert [t.track_id for t in tracker.tracks] == [track_id]
+
+
+def test_matched_tracks_keep_their_slots_when_the_detector_returns_more_boxes():
+    """With more detector boxes than max_tracks, tracked persons stay tracked even when new, higher-scored boxes
+    come first; new persons only fill free slots."""
+    tracker = Tracker(filter_args=None, max_tracks=2)
+    tracker.assign(np.array([[0, 0, 50, 100], [300, 0, 350, 100]], np.float32))
+    ids = sorted(t.track_id for t in tracker.tracks)
+    tracker.assign(np.array([[600, 0, 650, 100], [800, 0, 850, 100], [2, 0, 52, 100], [302, 0, 352, 100]],
+                            np.float32))
+    assert sorted(t.track_id for t in tracker.tracks) == ids

@@ -49,6 +49,7 @@ class Track:
     confidence: np.ndarray | None = None  # (17,)
     score: float = 0.0
     age: int = 0  # frames with a pose
+    detected_box: np.ndarray | None = None  # (4,) the detector's last box for this person
 
 
 class Tracker:
@@ -81,7 +82,8 @@ class Tracker:
     def _new_track(self, box: np.ndarray) -> Track:
         one_euro = OneEuroFilter(**self.filter_args) if self.filter_args is not None else None
         smoother = TokenSmoother(self.token_weight) if self.token_weight is not None else None
-        return Track(next(self._ids), np.asarray(box, np.float32), one_euro, smoother)
+        box = np.asarray(box, np.float32)
+        return Track(next(self._ids), box, one_euro, smoother, detected_box=box.copy())
 
     def assign(self, boxes: np.ndarray) -> None:
         """Replace the tracks by detector boxes (D, 4+), best first: a detection matching a track keeps its id and
@@ -89,13 +91,17 @@ class Tracker:
         boxes = np.asarray(boxes, np.float32).reshape(len(boxes), -1)[:, :4]
         free_dets, free_tracks = set(range(len(boxes))), set(range(len(self.tracks)))
         if self.tracks and len(boxes):
-            iou = box_iou(np.stack([t.box for t in self.tracks]), boxes)
+            # Against the pose-driven box and the last detector box: either may be the closer one (a weak pose
+            # drifts; a person moves away from an old detection).
+            iou = np.maximum(box_iou(np.stack([t.box for t in self.tracks]), boxes),
+                             box_iou(np.stack([t.detected_box for t in self.tracks]), boxes))
             # Greedy: the best-overlapping pair first, each track and detection used once.
             for ti, di in zip(*np.unravel_index(np.argsort(-iou, axis=None), iou.shape), strict=True):
                 if iou[ti, di] < self.iou_match:
                     break
                 if ti in free_tracks and di in free_dets:
                     self.tracks[ti].box = boxes[di].copy()
+                    self.tracks[ti].detected_box = boxes[di].copy()
                     free_tracks.discard(ti)
                     free_dets.discard(di)
         self.tracks = [t for i, t in enumerate(self.tracks) if i not in free_tracks]
