@@ -2,7 +2,8 @@
 
 Between detector runs a person's next box comes from its own pose (the rtmlib / MediaPipe trick), so the
 detector can run every N frames or only when a track is lost. At a detection frame the detector's boxes
-are matched to tracks greedily by IoU: a match keeps the track id (and its smoothing state), an unmatched
+are matched to tracks greedily by IoU (with the track's pose-driven box or its last detector box, whichever
+overlaps more): a match keeps the track id (and its smoothing state), an unmatched
 detection starts a new track, and an unmatched track ends (the detector decides who is there, as in rtmlib's
 PoseTracker). Between detections a track ends when its confidence drops.
 """
