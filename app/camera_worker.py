@@ -132,7 +132,7 @@ def _open_default_backend(model: str | None, backend: str | None) -> Any:
 def _create_default_detector(name: str | None, model: str | None, stream: Any) -> Any:
     from edge_pct.stream.detectors import create_detector
 
-    return create_detector(name, model, max_persons=stream.max_persons, box_detector_limit=stream.detector_boxes)
+    return create_detector(name, model, max_persons=stream.max_persons, max_boxes=stream.detector_boxes)
 
 
 class CameraWorker(QObject):

@@ -30,7 +30,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def _row(video: Path, model: str, detector: str, detector_model: str | None, cfg: StreamConfig, threads: int,
          frames: int | None) -> dict:
     backend = open_backend(model, threads=threads) if Path(model).suffix in (".onnx", ".pt") else open_backend(model)
-    det = create_detector(detector, detector_model, max_persons=cfg.max_persons, box_detector_limit=cfg.detector_boxes,
+    det = create_detector(detector, detector_model, max_persons=cfg.max_persons, max_boxes=cfg.detector_boxes,
                           threads=threads)
     try:
         res = run_bench(video, PosePipeline(backend, det, cfg), max_frames=frames)

@@ -132,7 +132,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise EdgePctError("--peer mediapipe needs --peer-model PATH.task (MediaPipe's pose_landmarker_*.task)")
     backend = open_backend(args.model, args.backend, **({"threads": args.threads} if args.threads else {}))
     detector = create_detector(args.detector or cfg.detector or None, args.detector_model or cfg.detector_model or None,
-                               max_persons=cfg.max_persons, box_detector_limit=cfg.detector_boxes, threads=args.threads)
+                               max_persons=cfg.max_persons, max_boxes=cfg.detector_boxes, threads=args.threads)
     try:
         res = run_bench(args.video, PosePipeline(backend, detector, cfg), save=args.save, max_frames=args.frames)
     finally:

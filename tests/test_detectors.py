@@ -256,7 +256,7 @@ def test_env_variable_runs_the_real_yolox(monkeypatch):
     assert isinstance(det, YoloxDetector) and det.max_persons == 2
     assert det(_first_frame(VTEST)).shape == (2, 5)
     det.close()
-    det = create_detector(max_persons=2, box_detector_limit=3, threads=1)  # the pipeline's candidate boxes
+    det = create_detector(max_persons=2, max_boxes=3, threads=1)  # the pipeline's candidate boxes
     assert det(_first_frame(VTEST)).shape == (3, 5)
     det.close()
 

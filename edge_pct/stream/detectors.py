@@ -146,7 +146,7 @@ def create_detector(
     model: str | Path | None = None,
     *,
     max_persons: int = 5,
-    box_detector_limit: int | None = None,
+    max_boxes: int | None = None,
     score_threshold: float | None = None,
     backend: str | None = None,
     threads: int | None = None,
@@ -158,7 +158,7 @@ def create_detector(
             `model`, else the EDGE_PCT_DETECTOR_MODEL environment variable, else "track".
         model: the detector model file; None falls back to EDGE_PCT_DETECTOR_MODEL. Ignored by "track".
         max_persons: most boxes per frame.
-        box_detector_limit: "onnx" only: most boxes per frame instead of max_persons. The pipeline asks for more
+        max_boxes: "onnx" only: most boxes per frame instead of max_persons. The pipeline asks for more
             (`stream.detector_boxes`) so that a tracked person outside the best max_persons boxes keeps the track.
         score_threshold: person score cut in [0, 1] ("onnx": default 0.3; "mediapipe": its detection confidence,
             default 0.5). Ignored by "track".
@@ -183,7 +183,7 @@ def create_detector(
         from edge_pct.stream.detect_yolox import YoloxDetector
 
         thr = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
-        return YoloxDetector(path, score_threshold=thr, max_persons=box_detector_limit or max_persons, threads=threads,
+        return YoloxDetector(path, score_threshold=thr, max_persons=max_boxes or max_persons, threads=threads,
                              backend=backend)
     from edge_pct.stream.detect_mediapipe import MediaPipeDetector
 
