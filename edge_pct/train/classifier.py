@@ -164,14 +164,12 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
     aug = PoseAugment(t.flip_prob, t.rot_prob, t.rot_sigma, t.scale_sigma, t.shift_prob, t.shift_factor,
                       t.half_body_prob)
     dataset = CropDataset(persons, cfg.model.input_size, t.padding, aug, t.color_prob, t.occlusion_prob, t.seed)
-    if init is not None and not last.exists():
-        blob = read_checkpoint(init, "classifier")
-        if blob["config"]["model"] != config_to_dict(cfg.model):
-            raise InputFileError(f"--init '{init}' has another model config than this run: pass the same --variant "
-                                 "and --config")
+    resuming = last.exists()
+    if init is not None and not resuming:
+        blob = _read_same_model(init, cfg, "pass the same --variant and --config as the run that trained it")
         load_weights(model, blob, init).train()
         log.info("starting from the weights of %s", init)
-    elif t.backbone_init and not last.exists():  # a new run starts from the detector; BatchNorm fitted on 64 crops
+    elif t.backbone_init and not resuming:  # a new run starts from the detector; BatchNorm fitted on 64 crops
         sample = torch.stack([dataset[i]["image"] for i in range(0, len(dataset), max(1, len(dataset) // 64))][:64])
         log.info("backbone: %d convs from %s", init_backbone(model, t.backbone_init, sample), t.backbone_init)
     # channels_last: the depthwise convs run 1.37x faster forward+backward on CPU (batch 32, measured here)
@@ -181,10 +179,8 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
     per_epoch = len(persons) // (t.batch_size * world)
     total = t.epochs * per_epoch
     it, elapsed = 0, 0.0
-    if last.exists():
-        blob = read_checkpoint(last, "classifier")
-        if blob["config"]["model"] != config_to_dict(cfg.model):
-            raise InputFileError(f"'{last}' was trained with another model config: use a new --out directory")
+    if resuming:
+        blob = _read_same_model(last, cfg, "use a new --out directory")
         model.load_state_dict(blob["state_dict"])
         opt.load_state_dict(blob["train_state"]["optimizer"])
         it, elapsed = blob["train_state"]["iteration"], blob["train_state"]["seconds"]
@@ -248,6 +244,14 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
         log_file.close()
     return {"checkpoint": str(final), "finished": True, "epochs": t.epochs, "iterations": total,
             "final_loss": stats.get("loss"), "final_l1_px": stats.get("l1"), "minutes": elapsed / 60}
+
+
+def _read_same_model(path: str | Path, cfg: RunConfig, fix: str) -> dict:
+    """The classifier checkpoint at `path`, which must hold the model config of this run (else one-line error)."""
+    blob = read_checkpoint(path, "classifier")
+    if blob["config"]["model"] != config_to_dict(cfg.model):
+        raise InputFileError(f"'{path}' was trained with another model config than this run: {fix}")
+    return blob
 
 
 def _ckpt_config(model: PoseClassifier):
