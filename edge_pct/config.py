@@ -97,6 +97,9 @@ class ModelConfig:
     backbone: Literal["mobilenetv2", "cspdarknet"] = "mobilenetv2"
     width: float = 0.5
     depth: float = 0.33  # cspdarknet only: CSP bottlenecks per stage (YOLOX-Nano: width 0.25, depth 0.33)
+    # cspdarknet only: "silu" (YOLOX's own) or "relu", which INT8 fuses into each conv (models/cspdarknet.py). The
+    # weights carry over between the two, so `train --init` may switch a trained model.
+    activation: Literal["silu", "relu"] = "silu"
     input_size: tuple[int, int] = (192, 256)  # crop (width, height) in pixels
     head_channels: int = 64
     head_blocks: int = 2
@@ -150,6 +153,9 @@ class TrainConfig:
     half_body_prob: float = 0.3
     color_prob: float = 0.8
     occlusion_prob: float = 0.5  # synthetic occluder patches over the person
+    # Quantization-aware fine-tuning (train/fake_quant.py): simulate the INT8 graph's rounding. For a short run
+    # from a trained model (`--init`, a few epochs at a low lr) before `edge-pct calibrate`.
+    fake_quant: bool = False
     workers: int = 1
     seed: int = 0
     num_threads: int = 0

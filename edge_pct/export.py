@@ -159,7 +159,7 @@ def sidecar_path(onnx_path: str | Path) -> Path:
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = None, opset: int = 17,
-                precision: str = "fp32") -> dict:
+                precision: str = "fp32", equalize: bool = True) -> dict:
     """Export a classifier checkpoint to `out` (.onnx), `<stem>.decoder.onnx` and the sidecar `<stem>.json`.
 
     Both graphs pass onnx.checker (full) and strict shape inference, and run in ONNX Runtime (CPU) on a
@@ -172,6 +172,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
         opset: ONNX opset (>= 17).
         precision: "fp32", or "fp16" for the mixed-precision image graph of strongly typed TensorRT (module doc);
             the parity numbers then measure the FP16 graph against the FP32 torch model.
+        equalize: range-equalize the depthwise convs' inputs first (models/equalize.py; same function, less INT8
+            error; a no-op for SiLU and MobileNetV2 models); False keeps the trained weights as they are.
 
     Returns:
         onnx, decoder_onnx, sidecar (paths), max_abs_diff_vs_torch (joints, crop px, ORT vs torch),
@@ -184,9 +186,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
     require("onnxscript", "cpu")  # the torch.export-based exporter translates through onnxscript
     out = Path(out)
     _check_args(out, batch, opset, onnx.defs.onnx_opset_version(), precision)
+    from edge_pct.models.equalize import equalize_depthwise_inputs
     from edge_pct.models.factory import load_classifier
 
     model = load_classifier(checkpoint)  # eval mode: no aux heatmap output, tokenizer frozen
+    # Same function, INT8-friendlier weights (ReLU cspdarknet only): every graph and calib.cache stay consistent.
+    equalized = equalize_depthwise_inputs(model.backbone) if equalize else 0
     w, h = model.cfg.input_size
     tcfg = model.tokenizer.cfg
     # torch.export specialises a dynamic dimension traced at size 0 or 1, so trace a dynamic batch at 2.
@@ -207,11 +212,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
         log.warning("ONNX Runtime (%s) and torch joints differ by %.4g px", precision, parity["max_abs_diff_vs_torch"])
 
     dec_path, side_path = decoder_path(out), sidecar_path(out)
-    sidecar = _sidecar(model, out, checkpoint, batch, opset, parity, precision)
+    sidecar = {**_sidecar(model, out, checkpoint, batch, opset, parity, precision), "equalized_pairs": equalized}
     write_atomic([(out, graph_bytes), (dec_path, decoder_bytes),
                    (side_path, (json.dumps(sidecar, indent=2) + "\n").encode())])
     return {"onnx": str(out), "decoder_onnx": str(dec_path), "sidecar": str(side_path), **parity,
-            "batch": batch, "opset": opset, "precision": precision, "input_size": [w, h], "checkpoint": str(checkpoint)}
+            "batch": batch, "opset": opset, "precision": precision, "input_size": [w, h], "checkpoint": str(checkpoint),
+            "equalized_pairs": equalized}
 
 
 def _check_args(out: Path, batch: int | None, opset: int, max_opset: int, precision: str = "fp32") -> None:

@@ -11,7 +11,7 @@ import torch
 from conftest import YOLOX_NANO, require_data
 from edge_pct.config import ModelConfig
 from edge_pct.errors import ConfigError, InputFileError
-from edge_pct.models.cspdarknet import ConvBnSiLU, CSPDarknetPAFPN, fit_batchnorm, load_yolox_onnx
+from edge_pct.models.cspdarknet import ConvBnAct, CSPDarknetPAFPN, fit_batchnorm, load_yolox_onnx
 from edge_pct.models.factory import build_classifier, init_backbone
 from edge_pct.models.tokenizer import PoseTokenizer
 
@@ -67,7 +67,7 @@ def test_fitted_batchnorm_keeps_the_loaded_function_in_eval_and_training_mode():
     torch.manual_seed(0)
     net = CSPDarknetPAFPN(0.125)
     for block in net.modules():
-        if isinstance(block, ConvBnSiLU):  # what load_yolox_onnx leaves: identity BN, the conv bias in bn.bias
+        if isinstance(block, ConvBnAct):  # what load_yolox_onnx leaves: identity BN, the conv bias in bn.bias
             bn = block[1]
             bn.weight.data.fill_(1.0), bn.bias.data.normal_(), bn.running_mean.zero_()
             bn.running_var.fill_(1.0 - bn.eps)

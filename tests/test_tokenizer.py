@@ -30,6 +30,22 @@ def test_shapes(tiny_tokenizer_cfg):
     assert model.decode_probs(probs).shape == (5, 17, 2)
 
 
+def test_fused_soft_decoding_equals_the_codebook_lookup_path(tiny_tokenizer_cfg):
+    """decode_probs reorders the linear layers for speed; it must decode exactly what the paper's path does:
+    the soft code (probabilities @ codebook) through the whole decoder, and one-hot probabilities as `decode`."""
+    torch.manual_seed(1)
+    model = PoseTokenizer(tiny_tokenizer_cfg).eval()
+    with torch.no_grad():
+        model.codebook.codebook.normal_()
+        model.decoder_token_mlp.bias.normal_()  # the bias path is the easy one to get wrong
+        probs = torch.softmax(3 * torch.randn(4, tiny_tokenizer_cfg.num_tokens, tiny_tokenizer_cfg.codebook_size), -1)
+        torch.testing.assert_close(model.decode_probs(probs),
+                                   model.decode_features(model.codebook.soft_lookup(probs)), atol=1e-3, rtol=1e-4)
+        indices = torch.randint(0, tiny_tokenizer_cfg.codebook_size, (4, tiny_tokenizer_cfg.num_tokens))
+        one_hot = torch.nn.functional.one_hot(indices, tiny_tokenizer_cfg.codebook_size).float()
+        torch.testing.assert_close(model.decode_probs(one_hot), model.decode(indices), atol=1e-3, rtol=1e-4)
+
+
 def test_hidden_joint_coordinates_do_not_reach_the_encoder(tiny_tokenizer_cfg):
     model = PoseTokenizer(tiny_tokenizer_cfg).eval()
     joints = _poses(3)

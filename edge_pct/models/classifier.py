@@ -77,7 +77,7 @@ class PoseClassifier(nn.Module):
         w, h = cfg.input_size
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255, persistent=False)
-        self.backbone = (CSPDarknetPAFPN(cfg.width, cfg.depth) if cfg.backbone == "cspdarknet"
+        self.backbone = (CSPDarknetPAFPN(cfg.width, cfg.depth, cfg.activation) if cfg.backbone == "cspdarknet"
                          else MobileNetV2(cfg.width))
         tcfg = tokenizer.cfg
         feat_hw = (-(-h // 32), -(-w // 32))  # five stride-2 convs with padding: ceil(size / 32)

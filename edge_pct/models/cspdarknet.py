@@ -10,7 +10,9 @@ already uses), so the pose model starts from features that know where people and
 Layout (width w, depth d; YOLOX-Nano is w=0.25, d=0.33): Focus (space-to-depth + 3x3 conv) -> dark2..dark5 (a
 stride-2 depthwise-separable conv + CSP layer each; SPP before the last CSP) -> PAFPN (top-down and bottom-up
 CSP fusion). Output: the PAFPN's stride-8 map (it carries deep context through the top-down path) and its
-stride-32 map. Conv + BatchNorm + SiLU everywhere; every op maps to ONNX, TensorRT and INT8.
+stride-32 map. Conv + BatchNorm + activation everywhere: SiLU as in YOLOX, or ReLU (`act="relu"`), which INT8
+fuses into the conv (its output range): ONNX Runtime's CPU kernels run each SiLU as QLinearSigmoid + QLinearMul,
+two extra ops per conv, which ate the whole INT8 gain. Every op maps to ONNX, TensorRT and INT8.
 """
 
 from __future__ import annotations
@@ -23,24 +25,27 @@ from torch import nn
 
 from edge_pct.errors import InputFileError
 
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU}
 
-class ConvBnSiLU(nn.Sequential):
-    """(B, c_in, H, W) -> (B, c_out, H / stride, W / stride); `groups=c_in` makes it depthwise."""
 
-    def __init__(self, c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1) -> None:
+class ConvBnAct(nn.Sequential):
+    """(B, c_in, H, W) -> (B, c_out, H / stride, W / stride); `groups=c_in` makes it depthwise; `act` an
+    ACTIVATIONS key."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1, act: str = "silu") -> None:
         super().__init__(nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out),
-                         nn.SiLU(inplace=True))
+                         ACTIVATIONS[act](inplace=True))
 
 
-def _dw_conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+def _dw_conv(c_in: int, c_out: int, stride: int = 1, act: str = "silu") -> nn.Sequential:
     """Depthwise 3x3 then pointwise 1x1 (YOLOX `DWConv`)."""
-    return nn.Sequential(ConvBnSiLU(c_in, c_in, 3, stride, groups=c_in), ConvBnSiLU(c_in, c_out, 1))
+    return nn.Sequential(ConvBnAct(c_in, c_in, 3, stride, groups=c_in, act=act), ConvBnAct(c_in, c_out, 1, act=act))
 
 
 class _Bottleneck(nn.Module):
-    def __init__(self, c: int, shortcut: bool) -> None:
+    def __init__(self, c: int, shortcut: bool, act: str) -> None:
         super().__init__()
-        self.conv1, self.conv2, self.shortcut = ConvBnSiLU(c, c, 1), _dw_conv(c, c), shortcut
+        self.conv1, self.conv2, self.shortcut = ConvBnAct(c, c, 1, act=act), _dw_conv(c, c, act=act), shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(self.conv1(x))
@@ -51,12 +56,12 @@ class CSPLayer(nn.Module):
     """Cross-stage partial block: half the channels through n bottlenecks, half around them; (B, c_in, H, W) ->
     (B, c_out, H, W)."""
 
-    def __init__(self, c_in: int, c_out: int, n: int, shortcut: bool = True) -> None:
+    def __init__(self, c_in: int, c_out: int, n: int, shortcut: bool = True, act: str = "silu") -> None:
         super().__init__()
         hidden = c_out // 2
-        self.conv1, self.conv2 = ConvBnSiLU(c_in, hidden, 1), ConvBnSiLU(c_in, hidden, 1)
-        self.m = nn.Sequential(*[_Bottleneck(hidden, shortcut) for _ in range(n)])
-        self.conv3 = ConvBnSiLU(2 * hidden, c_out, 1)
+        self.conv1, self.conv2 = ConvBnAct(c_in, hidden, 1, act=act), ConvBnAct(c_in, hidden, 1, act=act)
+        self.m = nn.Sequential(*[_Bottleneck(hidden, shortcut, act) for _ in range(n)])
+        self.conv3 = ConvBnAct(2 * hidden, c_out, 1, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.conv1(x), self.conv2(x)  # this call order is the ONNX export's node order (see load_yolox_onnx)
@@ -64,9 +69,9 @@ class CSPLayer(nn.Module):
 
 
 class _SPP(nn.Module):
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, act: str) -> None:
         super().__init__()
-        self.conv1, self.conv2 = ConvBnSiLU(c, c // 2, 1), ConvBnSiLU(c // 2 * 4, c, 1)
+        self.conv1, self.conv2 = ConvBnAct(c, c // 2, 1, act=act), ConvBnAct(c // 2 * 4, c, 1, act=act)
         self.pools = nn.ModuleList([nn.MaxPool2d(k, 1, k // 2) for k in (5, 9, 13)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,25 +83,34 @@ class CSPDarknetPAFPN(nn.Module):
     """Image (B, 3, H, W) (H, W multiples of 32) -> (stride-8 map (B, C8, H/8, W/8), stride-32 map (B, C32, H/32,
     W/32)). The input is what YOLOX was trained on: raw 0-255 pixels, no mean/std (see PoseClassifier)."""
 
-    def __init__(self, width: float = 0.25, depth: float = 0.33) -> None:
+    def __init__(self, width: float = 0.25, depth: float = 0.33, act: str = "silu") -> None:
         super().__init__()
         c = int(64 * width)  # 16, 32, 64, 128, 256 channels at strides 2..32 for YOLOX-Nano
         n = max(round(3 * depth), 1)
-        self.stem = ConvBnSiLU(12, c, 3)  # after the space-to-depth Focus slicing
-        self.dark2 = nn.Sequential(_dw_conv(c, 2 * c, 2), CSPLayer(2 * c, 2 * c, n))
-        self.dark3 = nn.Sequential(_dw_conv(2 * c, 4 * c, 2), CSPLayer(4 * c, 4 * c, 3 * n))
-        self.dark4 = nn.Sequential(_dw_conv(4 * c, 8 * c, 2), CSPLayer(8 * c, 8 * c, 3 * n))
-        self.dark5 = nn.Sequential(_dw_conv(8 * c, 16 * c, 2), _SPP(16 * c), CSPLayer(16 * c, 16 * c, n, False))
-        self.lateral_conv0 = ConvBnSiLU(16 * c, 8 * c, 1)
-        self.C3_p4 = CSPLayer(16 * c, 8 * c, n, False)
-        self.reduce_conv1 = ConvBnSiLU(8 * c, 4 * c, 1)
-        self.C3_p3 = CSPLayer(8 * c, 4 * c, n, False)
-        self.bu_conv2 = _dw_conv(4 * c, 4 * c, 2)
-        self.C3_n3 = CSPLayer(8 * c, 8 * c, n, False)
-        self.bu_conv1 = _dw_conv(8 * c, 8 * c, 2)
-        self.C3_n4 = CSPLayer(16 * c, 16 * c, n, False)
+        a = act
+        self.stem = ConvBnAct(12, c, 3, act=a)  # after the space-to-depth Focus slicing
+        self.dark2 = nn.Sequential(_dw_conv(c, 2 * c, 2, a), CSPLayer(2 * c, 2 * c, n, act=a))
+        self.dark3 = nn.Sequential(_dw_conv(2 * c, 4 * c, 2, a), CSPLayer(4 * c, 4 * c, 3 * n, act=a))
+        self.dark4 = nn.Sequential(_dw_conv(4 * c, 8 * c, 2, a), CSPLayer(8 * c, 8 * c, 3 * n, act=a))
+        self.dark5 = nn.Sequential(_dw_conv(8 * c, 16 * c, 2, a), _SPP(16 * c, a),
+                                   CSPLayer(16 * c, 16 * c, n, False, a))
+        self.lateral_conv0 = ConvBnAct(16 * c, 8 * c, 1, act=a)
+        self.C3_p4 = CSPLayer(16 * c, 8 * c, n, False, a)
+        self.reduce_conv1 = ConvBnAct(8 * c, 4 * c, 1, act=a)
+        self.C3_p3 = CSPLayer(8 * c, 4 * c, n, False, a)
+        self.bu_conv2 = _dw_conv(4 * c, 4 * c, 2, a)
+        self.C3_n3 = CSPLayer(8 * c, 8 * c, n, False, a)
+        self.bu_conv1 = _dw_conv(8 * c, 8 * c, 2, a)
+        self.C3_n4 = CSPLayer(16 * c, 16 * c, n, False, a)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.channels8, self.out_channels = 4 * c, 16 * c
+        self.channels8, self.out_channels, self.activation = 4 * c, 16 * c, act
+
+    def depthwise_pairs(self) -> list[tuple[ConvBnAct, ConvBnAct]]:
+        """(A, B) conv blocks where nothing but depthwise block B reads A's output (see forward; the stride-8 map
+        C3_p3 also leaves as an output, so it is not listed). For range equalization (models/equalize.py)."""
+        pairs = [(self.stem, self.dark2[0][0]), (self.dark2[1].conv3, self.dark3[0][0]),
+                 (self.C3_n3.conv3, self.bu_conv1[0])]
+        return pairs + [(m.conv1, m.conv2[0]) for m in self.modules() if isinstance(m, _Bottleneck)]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Focus: the four pixel phases side by side in channels (top-left, bottom-left, top-right, bottom-right)
@@ -112,11 +126,11 @@ class CSPDarknetPAFPN(nn.Module):
         return p3, p5
 
 
-def _conv_call_order(model: CSPDarknetPAFPN) -> list[ConvBnSiLU]:
-    """The ConvBnSiLU blocks in the order one forward pass calls them (= the ONNX export's Conv node order)."""
-    order: list[ConvBnSiLU] = []
+def _conv_call_order(model: CSPDarknetPAFPN) -> list[ConvBnAct]:
+    """The ConvBnAct blocks in the order one forward pass calls them (= the ONNX export's Conv node order)."""
+    order: list[ConvBnAct] = []
     hooks = [m.register_forward_hook(lambda mod, *_: order.append(mod)) for m in model.modules()
-             if isinstance(m, ConvBnSiLU)]
+             if isinstance(m, ConvBnAct)]
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, 64, 64))
@@ -143,7 +157,7 @@ def fit_batchnorm(model: CSPDarknetPAFPN, images: torch.Tensor) -> None:
         bn.running_mean.copy_(mean)
         bn.running_var.copy_(var)
 
-    convs = {m[0]: m[1] for m in model.modules() if isinstance(m, ConvBnSiLU)}
+    convs = {m[0]: m[1] for m in model.modules() if isinstance(m, ConvBnAct)}
     hooks = [conv.register_forward_hook(fit) for conv in convs]  # each BN is fitted before it runs
     try:
         with torch.no_grad():
