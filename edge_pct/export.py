@@ -286,6 +286,9 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
+_FOLD_LIMIT = 1 << 22  # elements
+
+
 def _export(module: nn.Module, sample: torch.Tensor, input_name: str, output_names: Sequence[str],
             batch: int | None, opset: int) -> Any:
     """One module -> onnx.ModelProto with a static non-batch shape and a dynamic (None) or fixed batch."""
@@ -297,7 +300,11 @@ def _export(module: nn.Module, sample: torch.Tensor, input_name: str, output_nam
         program = torch.onnx.export(module.eval(), (sample,), input_names=[input_name],
                                     output_names=list(output_names), opset_version=opset, dynamo=True,
                                     dynamic_shapes=dynamic, external_data=False, optimize=True, verbose=False)
-    return program.model_proto
+    # Fold constant subexpressions of any size (e.g. the 1024 x 128 codebook x decoder_start table of
+    # PoseTokenizer.decode_probs; the exporter's own pass stops at 8,192 input elements): ONNX Runtime folds them
+    # at load time anyway, but the INT8 quantizer would quantize their weights and recompute them on every run.
+    optimizer = require("onnxscript.optimizer", "cpu")
+    return optimizer.optimize(program.model_proto, input_size_limit=_FOLD_LIMIT, output_size_limit=_FOLD_LIMIT)
 
 
 def _check_graph(onnx: Any, proto: Any, what: str, opset: int) -> None:

@@ -101,3 +101,73 @@ def test_bad_onnx_files(tmp_path):
     if YOLOX_NANO.exists():  # the right file for another width
         with pytest.raises(InputFileError, match="same width and depth"):
             load_yolox_onnx(CSPDarknetPAFPN(0.125), YOLOX_NANO)
+
+
+def _random_batchnorm(net: torch.nn.Module, seed: int = 0) -> None:
+    """BatchNorm weights spread over 3 decades and random biases: channels of very different ranges, as trained."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.weight.numel()
+            m.weight.data = torch.randn(n, generator=g) * torch.logspace(-2, 1, n)[torch.randperm(n, generator=g)]
+            m.bias.data = torch.randn(n, generator=g)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_range_equalization_keeps_the_function_and_evens_the_depthwise_inputs(mode):
+    """equalize_depthwise_inputs on a ReLU backbone: the same outputs (eval and training-mode BatchNorm), and the
+    tensors the depthwise convs read get far more even channel ranges (what per-tensor INT8 needs)."""
+    from edge_pct.models.equalize import equalize_depthwise_inputs
+
+    torch.manual_seed(0)
+    net = CSPDarknetPAFPN(0.25, 0.33, act="relu")
+    _random_batchnorm(net)
+    getattr(net, mode)()
+    x = torch.rand(4, 3, 96, 64) * 255
+
+    def spreads() -> list[float]:
+        """max / median channel range of each depthwise input, on x."""
+        seen = []
+        hooks = [b[0].register_forward_pre_hook(lambda _, inp: seen.append(inp[0].amax((0, 2, 3))))
+                 for _, b in net.depthwise_pairs()]
+        with torch.no_grad():
+            out = net(x)
+        for h in hooks:
+            h.remove()
+        return [float(r.max() / r[r > 0].median()) for r in seen], out
+
+    before, ref = spreads()
+    assert equalize_depthwise_inputs(net) == len(net.depthwise_pairs()) == 15
+    after, out = spreads()
+    for a, b in zip(ref, out):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-3 * float(a.abs().max()))  # float rounding only
+    assert np.median(after) < np.median(before) / 3, (before, after)
+
+
+def test_range_equalization_leaves_silu_alone():
+    from edge_pct.models.equalize import equalize_depthwise_inputs
+
+    net = CSPDarknetPAFPN(0.125, 0.33)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert equalize_depthwise_inputs(net) == 0
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_relu_variant_takes_silu_weights_and_init_accepts_only_an_activation_change(tmp_path, tiny_tokenizer_cfg):
+    from edge_pct.config import RunConfig
+    from edge_pct.train.checkpoint import save_checkpoint
+    from edge_pct.train.classifier import _ckpt_config, _read_same_model
+
+    tok = PoseTokenizer(dataclasses.replace(tiny_tokenizer_cfg, input_size=(96, 128))).eval()
+    silu = build_classifier(TINY, tok)
+    path = save_checkpoint(tmp_path / "silu.pt", "classifier", _ckpt_config(silu), silu)
+    relu_cfg = dataclasses.replace(TINY, activation="relu")
+    relu = build_classifier(relu_cfg, tok)
+    relu.load_state_dict(silu.state_dict())  # the same parameters: only the nonlinearity differs
+    assert isinstance(relu.backbone.stem[2], torch.nn.ReLU)
+    run = RunConfig(model=relu_cfg)
+    assert _read_same_model(path, run, "fix", may_differ=("activation",))["kind"] == "classifier"
+    with pytest.raises(InputFileError, match="another model config"):
+        _read_same_model(path, run, "fix")
+    with pytest.raises(ConfigError, match="cspdarknet backbone only"):
+        build_classifier(ModelConfig(activation="relu", input_size=(96, 128)), tok)

@@ -85,6 +85,9 @@ def test_export_writes_two_checked_graphs_with_the_specified_io(tiny_export):
     assert [(o.name, _dims(o)) for o in decoder.graph.output] == [("joints", ["batch", 17, 2])]
     # the training-only auxiliary heatmap head is not in the graph
     assert not [t.name for t in graph.graph.initializer if "aux_heatmap" in t.name]
+    for proto in (graph, decoder):  # constant subexpressions are folded (none left for ORT or the quantizer)
+        constants = {t.name for t in proto.graph.initializer}
+        assert not [n.name for n in proto.graph.node if n.input and all(i in constants for i in n.input if i)]
     print(f"parity: joints {res['max_abs_diff_vs_torch']:.3g} px, decoder {res['decoder_max_abs_diff']:.3g} px")
     assert res["max_abs_diff_vs_torch"] < PARITY_PX and res["decoder_max_abs_diff"] < PARITY_PX
 
@@ -224,3 +227,22 @@ def test_export_help_and_one_line_errors(tmp_path, capsys):
         assert main(["export", "--out", str(tmp_path / "x.onnx")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and str(DEFAULT_MODEL) in err
+
+
+def test_export_folds_large_constant_products():
+    """The fused soft-decoding table (codebook 1024 x 256 times decoder_start) is past the exporter's own folding
+    limit; left in the graph, the INT8 quantizer quantized it and ONNX Runtime recomputed it on every run."""
+    from edge_pct.export import _export
+
+    class Table(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("codebook", torch.randn(1024, 256))
+            self.start = torch.nn.Linear(256, 128)
+
+        def forward(self, probs: torch.Tensor) -> torch.Tensor:
+            return probs @ (self.codebook @ self.start.weight.T)
+
+    proto = _export(Table(), torch.rand(2, 8, 1024).softmax(-1), "token_probs", ("out",), None, 17)
+    assert [n.op_type for n in proto.graph.node] == ["MatMul"]
+    assert any(tuple(t.dims) == (1024, 128) for t in proto.graph.initializer)

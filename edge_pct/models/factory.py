@@ -42,6 +42,9 @@ def build_classifier(cfg: ModelConfig, tokenizer: PoseTokenizer) -> PoseClassifi
     if abs(tw / th - w / h) > 1e-6:
         raise InputFileError(f"Tokenizer crop {tw}x{th} and model input {w}x{h} have different aspect ratios: "
                              "train a tokenizer with tokenizer.input_size matching model.input_size")
+    if cfg.backbone != "cspdarknet" and cfg.activation != "silu":
+        raise ConfigError(f"model.activation = {cfg.activation!r} applies to the cspdarknet backbone only "
+                          f"({cfg.backbone} has its own ReLU6): leave it out")
     if cfg.backbone == "cspdarknet" and (w % 32 or h % 32):
         raise ConfigError(f"model.input_size {w}x{h}: the cspdarknet backbone needs multiples of 32 (e.g. 96x128)")
     return PoseClassifier(cfg, tokenizer)

@@ -90,7 +90,7 @@ class PoseTokenizer(nn.Module):
         M x token_dim x dec_dim + ... (17x1024x128 vs 34x1024x256 for the shipped tokenizer: 4x fewer).
         """
         mix, start = self.decoder_token_mlp, self.decoder_start
-        x = torch.einsum("jm,bmv->bjv", mix.weight.to(probs.dtype), probs)  # (B, J, V)
+        x = mix.weight.to(probs.dtype) @ probs  # (J, M) @ (B, M, V) -> (B, J, V)
         x = x @ (self.codebook.codebook @ start.weight.T).to(probs.dtype)  # (B, J, dec_dim)
         # the mixing bias, added to every feature of a joint row, then through decoder_start
         x = x + (mix.bias[:, None] * start.weight.sum(1) + start.bias).to(probs.dtype)
