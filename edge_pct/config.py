@@ -153,9 +153,6 @@ class TrainConfig:
     half_body_prob: float = 0.3
     color_prob: float = 0.8
     occlusion_prob: float = 0.5  # synthetic occluder patches over the person
-    # Quantization-aware fine-tuning (train/fake_quant.py): simulate the INT8 graph's rounding. For a short run
-    # from a trained model (`--init`, a few epochs at a low lr) before `edge-pct calibrate`.
-    fake_quant: bool = False
     workers: int = 1
     seed: int = 0
     num_threads: int = 0

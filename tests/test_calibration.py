@@ -182,8 +182,8 @@ def test_int8_model_runs_and_agrees_with_fp32(tiny_export, entropy_run):
 
 
 def test_cpu_graph_keeps_the_fp32_island_and_symmetric_int8_weights(tiny_export, entropy_run):
-    """model.int8.cpu.onnx: no Q/DQ on the FP32 island (+ the token Mixer), INT8 weights with zero points 0 and per-channel scales,
-    UINT8 activations, INT32 biases; the stem conv stays FP32."""
+    """model.int8.cpu.onnx: no Q/DQ on the FP32 island (+ the token Mixer), INT8 weights with zero points 0 and
+    per-channel scales, UINT8 activations, INT32 biases; the stem conv stays FP32."""
     from edge_pct.calibration.qdq import cpu_float_nodes, float_nodes, qdq_summary, token_mixer_nodes
 
     fp32 = onnx.load(tiny_export["onnx"])

@@ -139,7 +139,7 @@ def test_range_equalization_keeps_the_function_and_evens_the_depthwise_inputs(mo
     before, ref = spreads()
     assert equalize_depthwise_inputs(net) == len(net.depthwise_pairs()) == 15
     after, out = spreads()
-    for a, b in zip(ref, out):
+    for a, b in zip(ref, out, strict=True):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-3 * float(a.abs().max()))  # float rounding only
     assert np.median(after) < np.median(before) / 3, (before, after)
 

@@ -26,7 +26,6 @@ from edge_pct.errors import InputFileError
 from edge_pct.models.classifier import PoseClassifier
 from edge_pct.models.factory import build_classifier, init_backbone
 from edge_pct.train.checkpoint import load_tokenizer, load_weights, read_checkpoint, save_checkpoint
-from edge_pct.train.fake_quant import attach_fake_quant
 from edge_pct.train.schedule import warmup_cosine_lr
 
 log = logging.getLogger(__name__)
@@ -176,8 +175,6 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
         log.info("backbone: %d convs from %s", init_backbone(model, t.backbone_init, sample), t.backbone_init)
     # channels_last: the depthwise convs run 1.37x faster forward+backward on CPU (batch 32, measured here)
     model.to(device, memory_format=torch.channels_last)
-    if t.fake_quant:
-        log.info("fake quantization on %d layers", len(attach_fake_quant(model).modules))
     opt = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     per_epoch = len(persons) // (t.batch_size * world)
