@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from edge_pct.config import RunConfig, load_config, save_config
@@ -30,6 +32,14 @@ def test_shipped_configs_load():
 
     for path in sorted((REPO / "configs").glob("tokenizer_*.toml")):
         load_config(path)
+    from edge_pct.config import config_to_dict
+    from edge_pct.models.factory import MODEL_VARIANTS
+
+    lite = {"model": config_to_dict(MODEL_VARIANTS["pct-lite"])}
+    stage1 = load_config(REPO / "configs" / "pct_lite.toml", base=lite)
+    stage2 = load_config(REPO / "configs" / "pct_lite_relu.toml", base=lite)
+    assert (stage1.model.activation, stage2.model.activation) == ("silu", "relu")
+    assert stage1.model == dataclasses.replace(stage2.model, activation="silu")  # the shipped model's two stages
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """Cross-layer range equalization for INT8 (Nagel et al., "Data-Free Quantization", ICCV 2019), in place, without
 data; the model computes the same function afterwards.
 
-Why: YOLOX's depthwise convs, BatchNorm folded in, weight some channels up to 130x more than others, and the
-channels they weight most are the quiet ones of their input. INT8 quantizes that input with one step for all its
+Why: with BatchNorm folded in, YOLOX's depthwise convs weight their channels very unevenly (up to 390x apart
+within one layer of the trained model), and they weight most the channels that are quiet in their input (BatchNorm
+divides by the channel's spread). INT8 quantizes that input with one step for all its
 channels, so a quiet channel is mostly rounding noise, which the depthwise conv then multiplies by its big weight.
 Calibrated straight to INT8, the shipped SiLU model lost 6 PCK points that way (README, issue 4).
 
