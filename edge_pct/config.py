@@ -174,8 +174,10 @@ class StreamConfig:
     detect_every: int = 10  # frames between detector runs (model detectors; 0 = only when no track is left)
     redetect_score: float = 0.5  # run the detector on the next frame when a track's mean confidence drops below
     # Drop a track whose mean confidence falls below this. The shipped model's mean confidence on real persons
-    # (LSP held-out) is 0.15 / 0.38 / 0.55 at its 10 / 50 / 90% quantiles; at 0.2, street.avi had 61 tracks in 205
-    # frames, at 0.1 31 (the longest 199 frames).
+    # (LSP held-out) is 0.14 / 0.37 / 0.54 at its 10 / 50 / 90% quantiles, on background crops mostly 0.01 (a
+    # vtest.avi floor patch: 0.094). street.avi, 205 frames: at 0.15 64 tracks, at 0.1 48 (the SiLU model
+    # of commit b3f7507: 31), at 0.05 39 (79% of poses in tracks of 50+ frames vs 60% at 0.1); vtest.avi: 296, 254,
+    # 184. 0.05 would hold ids better but keep a `track`-mode ghost on such a floor patch, so it stays 0.1.
     lost_score: float = 0.1
     padding: float = 1.25  # box -> crop enlargement, as in training
     joint_threshold: float = 0.3  # confidence from which a joint counts as seen (overlay, pose-driven boxes)
