@@ -254,7 +254,8 @@ def _read_same_model(path: str | Path, cfg: RunConfig, fix: str, may_differ: tup
     theirs = config_to_dict(config_from_dict(ModelConfig, blob["config"]["model"]))
     ours = config_to_dict(cfg.model)
     for key in may_differ:
-        theirs.pop(key, None), ours.pop(key, None)
+        theirs.pop(key, None)
+        ours.pop(key, None)
     if theirs != ours:
         raise InputFileError(f"'{path}' was trained with another model config than this run: {fix}")
     return blob
