@@ -78,11 +78,15 @@ def test_a_moving_person_is_followed_in_image_coordinates_with_one_id():
     assert set(res.stage_ms) == set(STAGES)
 
 
-def test_a_vanished_person_is_dropped_and_a_new_one_gets_a_new_id():
-    pipe = PosePipeline(BlobBackend(), CentreRoiDetector(), StreamConfig(smoothing=False))
-    assert pipe.process(_frame(60), 0.0).persons[0].track_id == 1
-    assert pipe.process(_frame(None), 0.1).persons == []  # confidence 0.05 < lost_score
-    res = pipe.process(_frame(100), 0.2)
+def test_a_person_missing_for_a_frame_keeps_the_id_and_one_gone_for_lost_frames_is_dropped():
+    cfg = StreamConfig(smoothing=False)
+    pipe = PosePipeline(BlobBackend(), CentreRoiDetector(), cfg)
+    assert cfg.lost_frames == 3 and pipe.process(_frame(60), 0.0).persons[0].track_id == 1
+    assert pipe.process(_frame(None), 0.1).persons == []  # confidence 0.05 < lost_score: hidden, not shown
+    assert [p.track_id for p in pipe.process(_frame(60), 0.2).persons] == [1]  # back: the same id
+    for i in range(cfg.lost_frames):  # gone for lost_frames frames in a row: the track ends
+        assert pipe.process(_frame(None), 0.3 + i / 10).persons == []
+    res = pipe.process(_frame(100), 0.7)
     assert res.detected and [p.track_id for p in res.persons] == [2]
 
 

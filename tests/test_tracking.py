@@ -117,7 +117,18 @@ def test_tracker_drops_lost_and_duplicate_tracks_and_caps_new_ones():
     tracker.update(tracks, np.stack([same, same]), np.array([np.full(17, 0.9), np.full(17, 0.8)]), 0.0)
     assert [t.score for t in tracker.tracks] == [pytest.approx(0.9)]  # the duplicate with the lower score is gone
     tracker.update(list(tracker.tracks), same[None], np.full((1, 17), 0.1), 0.1)
-    assert tracker.tracks == []  # below lost_score
+    assert tracker.tracks == []  # below lost_score (lost_frames 1)
+
+
+def test_tracker_hides_a_low_track_and_ends_it_after_lost_frames():
+    tracker = Tracker(filter_args=None, lost_score=0.2, lost_frames=2)
+    tracker.assign(np.array([[0, 0, 50, 100]], np.float32))
+    pose = _pose_in(np.array([0, 0, 50, 100], np.float32))[None]
+    track = tracker.tracks[0]
+    for score, alive, visible in ((0.9, True, True), (0.1, True, False), (0.9, True, True), (0.1, True, False),
+                                  (0.1, False, False)):
+        tracker.update(list(tracker.tracks), pose, np.full((1, 17), score), 0.0)
+        assert (track in tracker.tracks, track.visible) == (alive, visible), score
 
 
 def test_a_detection_frame_ends_unmatched_tracks_and_frees_their_slots():

@@ -58,7 +58,8 @@ class PosePipeline:
         filter_args = {"min_cutoff_hz": c.min_cutoff_hz, "beta": c.beta} if c.smoothing else None
         token_weight = c.token_weight if c.token_weight < 1.0 else None
         self.tracker = Tracker(
-            lost_score=c.lost_score, max_tracks=c.max_persons, filter_args=filter_args, token_weight=token_weight
+            lost_score=c.lost_score, lost_frames=c.lost_frames, max_tracks=c.max_persons, filter_args=filter_args,
+            token_weight=token_weight,
         )
         self._since_detect = 0
 
@@ -97,7 +98,7 @@ class PosePipeline:
         persons = [
             PersonPose(t.track_id, box, t.joints, t.confidence, t.score)
             for t, box in zip(tracks, boxes, strict=True)
-            if t in self.tracker.tracks
+            if t in self.tracker.tracks and t.visible
         ]
         t4 = time.perf_counter()
         ms.update(crop=(t2 - t1) * 1e3, infer=(t3 - t2) * 1e3, post=(t4 - t3) * 1e3)

@@ -51,6 +51,12 @@ class Track:
     score: float = 0.0
     age: int = 0  # frames with a pose
     detected_box: np.ndarray | None = None  # (4,) the detector's last box for this person
+    low_frames: int = 0  # consecutive frames with score under the tracker's lost_score (hidden meanwhile)
+
+    @property
+    def visible(self) -> bool:
+        """Whether this frame's pose is worth showing: the score is not under lost_score."""
+        return self.low_frames == 0
 
 
 class Tracker:
@@ -58,7 +64,9 @@ class Tracker:
 
     Args:
         iou_match: a detection and a track with at least this IoU are the same person.
-        lost_score: a track whose score falls below this is dropped (the person left or was never there).
+        lost_score: a track whose score falls below this is hidden, and dropped after `lost_frames` such frames in
+            a row (the person left or was never there; one bad frame does not cost the id).
+        lost_frames: consecutive low frames that end a track (1: the first one does).
         duplicate_iou: of two tracks whose boxes overlap this much, the lower-scored one is dropped.
         max_tracks: new detections start tracks only up to this many live tracks (best-scored detections first).
         filter_args: OneEuroFilter keyword arguments; None = no joint filtering.
@@ -69,12 +77,14 @@ class Tracker:
         self,
         iou_match: float = 0.3,
         lost_score: float = 0.2,
+        lost_frames: int = 1,
         duplicate_iou: float = 0.6,
         max_tracks: int = 5,
         filter_args: dict | None = None,
         token_weight: float | None = None,
     ) -> None:
         self.iou_match, self.lost_score, self.duplicate_iou = iou_match, lost_score, duplicate_iou
+        self.lost_frames = lost_frames
         self.max_tracks = max_tracks
         self.filter_args, self.token_weight = filter_args, token_weight
         self.tracks: list[Track] = []
@@ -118,7 +128,8 @@ class Tracker:
             height = float(box[3] - box[1])
             track.joints = track.joint_filter(pose, t_s, height) if track.joint_filter is not None else pose
             track.confidence, track.box, track.age = conf, box, track.age + 1
-        kept = sorted((t for t in self.tracks if t.score >= self.lost_score), key=lambda t: -t.score)
+            track.low_frames = track.low_frames + 1 if track.score < self.lost_score else 0
+        kept = sorted((t for t in self.tracks if t.low_frames < self.lost_frames), key=lambda t: -t.score)
         self.tracks = []
         for t in kept:
             if not self.tracks or box_iou(t.box, np.stack([k.box for k in self.tracks])).max() < self.duplicate_iou:
