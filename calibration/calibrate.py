@@ -161,7 +161,7 @@ def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, c
          batch: int, threads: int | None, repeats: int, trt_version: int | None, seed: int, fingerprint: str,
          onnx_sha: str) -> dict[str, Any]:
     """Calibrate (or reuse the ranges), quantize, write the staged artifacts and measure; returns the result."""
-    from edge_pct.calibration.qdq import cpu_float_nodes, float_nodes, token_mixer_nodes
+    from edge_pct.calibration.qdq import cpu_exclude, cpu_float_nodes, float_nodes
     from edge_pct.calibration.trt_cache import DEFAULT_TRT_VERSION, format_cache
 
     onnx = require("onnx", "cpu")
@@ -193,11 +193,11 @@ def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, c
               "source": selection.source, "calibration_s": calibration_s, "reused": previous is not None,
               "fingerprint": fingerprint}
     extra = _report_extra(onnx_path, onnx_sha, images, ann, seed, exclude, cache_ranges, version)
-    cpu_exclude = sorted(set(exclude) | set(token_mixer_nodes(fp32_model)))
+    cpu_fp32 = cpu_exclude(fp32_model, exclude)
     extra["quantization"]["tensorrt"].update(quantized=quantized[INT8_NAME])
     extra["quantization"]["cpu"].update(quantized=quantized[CPU_NAME],
-                                        fp32_nodes_extra=cpu_float_nodes(fp32_model, cpu_exclude),
-                                        fp32_token_mixer_nodes=len(cpu_exclude) - len(exclude))
+                                        fp32_nodes_extra=cpu_float_nodes(fp32_model, cpu_fp32),
+                                        fp32_token_mixer_nodes=len(cpu_fp32) - len(exclude))
     _write_json(staging / REPORT_NAME, {**result, **extra})
     return result
 

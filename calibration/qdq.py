@@ -194,6 +194,11 @@ def token_mixer_nodes(model: Any) -> list[str]:
     return sorted(_downstream(first, _graph_maps(graph)[1]))
 
 
+def cpu_exclude(model: Any, exclude: Iterable[str]) -> list[str]:
+    """The nodes the "cpu" target keeps FP32 with no Q/DQ on their tensors: `exclude` plus `token_mixer_nodes`."""
+    return sorted(set(exclude) | set(token_mixer_nodes(model)))
+
+
 def _downstream(node: Any, consumers: Mapping[str, list[Any]]) -> set[str]:
     """Names of `node` and of every node that reads, directly or not, one of its outputs."""
     seen, todo = {node.name}, [node]
@@ -290,7 +295,7 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
     fp32 = onnx.load(str(fp32_onnx))
     exclude = sorted(float_nodes(fp32) if exclude is None else exclude)
     if target == "cpu":
-        exclude = sorted(set(exclude) | set(token_mixer_nodes(fp32)))
+        exclude = cpu_exclude(fp32, exclude)
     skip = exclude + (cpu_float_nodes(fp32, exclude) if target == "cpu" else [])
     if ranges is None:
         if reader is None:

@@ -175,9 +175,9 @@ class StreamConfig:
     redetect_score: float = 0.5  # run the detector on the next frame when a track's mean confidence drops below
     # Drop a track whose mean confidence falls below this. The shipped model's mean confidence on real persons
     # (LSP held-out) is 0.14 / 0.37 / 0.54 at its 10 / 50 / 90% quantiles, on background crops mostly 0.01 (a
-    # vtest.avi floor patch: 0.094). street.avi, 205 frames: at 0.15 64 tracks, at 0.1 48 (the SiLU model
-    # of commit b3f7507: 31), at 0.05 39 (79% of poses in tracks of 50+ frames vs 60% at 0.1); vtest.avi: 296, 254,
-    # 184. 0.05 would hold ids better but keep a `track`-mode ghost on such a floor patch, so it stays 0.1.
+    # vtest.avi floor patch: 0.094). street.avi, 205 frames, lost_frames 1: at 0.15 64 tracks, at 0.1 48 (the SiLU
+    # model of commit b3f7507: 31), at 0.05 39 (79% of poses in tracks of 50+ frames vs 60% at 0.1); vtest.avi: 296,
+    # 254, 184. 0.05 would hold ids better but keep a `track`-mode ghost on such a floor patch, so it stays 0.1.
     lost_score: float = 0.1
     # Consecutive frames under lost_score that end a track; it is hidden meanwhile, so one bad frame costs no id.
     # street.avi with the shipped model: 48 tracks at 1 (60% of poses in tracks of 50+ frames), 29 at 2 (79%), 21 at

@@ -185,11 +185,11 @@ def test_int8_model_runs_and_agrees_with_fp32(tiny_export, entropy_run):
 def test_cpu_graph_keeps_the_fp32_island_and_symmetric_int8_weights(tiny_export, entropy_run):
     """model.int8.cpu.onnx: no Q/DQ on the FP32 island (+ the token Mixer), INT8 weights with zero points 0 and
     per-channel scales, UINT8 activations, INT32 biases; layers reading an FP32 tensor stay FP32."""
-    from edge_pct.calibration.qdq import cpu_float_nodes, float_nodes, qdq_summary, token_mixer_nodes
+    from edge_pct.calibration.qdq import cpu_exclude, cpu_float_nodes, float_nodes, qdq_summary
 
     fp32 = onnx.load(tiny_export["onnx"])
     q = onnx.load(entropy_run["result"]["cpu_onnx"])
-    keep = sorted(set(float_nodes(fp32)) | set(token_mixer_nodes(fp32)))
+    keep = cpu_exclude(fp32, float_nodes(fp32))
     assert len(keep) > len(float_nodes(fp32))  # the token Mixer stays FP32 as well on this target
     facts = qdq_summary(q, keep)
     assert not facts["qdq_touching_excluded"] and not facts["nonzero_weight_zero_points"]

@@ -5,7 +5,7 @@ Why: with BatchNorm folded in, YOLOX's depthwise convs weight their channels ver
 within one layer of the trained model), and they weight most the channels that are quiet in their input (BatchNorm
 divides by the channel's spread). INT8 quantizes that input with one step for all its
 channels, so a quiet channel is mostly rounding noise, which the depthwise conv then multiplies by its big weight.
-Calibrated straight to INT8, the shipped SiLU model lost 6 PCK points that way (README, issue 4).
+Calibrated straight to INT8, the earlier SiLU model lost 6 PCK points that way (README, issue 4).
 
 How: for a conv block A (Conv, BatchNorm, ReLU) whose output nothing but a depthwise conv block B reads,
 ReLU(s x) = s ReLU(x) for s > 0, so scaling A's BatchNorm weight and bias of channel c by s_c and B's conv weight of
