@@ -171,3 +171,10 @@ def test_matched_tracks_keep_their_slots_when_the_detector_returns_more_boxes():
     tracker.assign(np.array([[600, 0, 650, 100], [800, 0, 850, 100], [2, 0, 52, 100], [302, 0, 352, 100]],
                             np.float32))
     assert sorted(t.track_id for t in tracker.tracks) == ids
+
+
+def test_lost_frames_below_one_is_a_config_error():
+    from edge_pct.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lost_frames must be >= 1"):
+        Tracker(lost_frames=0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_pct.errors import ConfigError
 from edge_pct.processing import box_iou
 from edge_pct.stream.filters import OneEuroFilter, TokenSmoother
 
@@ -84,6 +85,9 @@ class Tracker:
         token_weight: float | None = None,
     ) -> None:
         self.iou_match, self.lost_score, self.duplicate_iou = iou_match, lost_score, duplicate_iou
+        if lost_frames < 1:
+            raise ConfigError(f"stream.lost_frames must be >= 1 (frames under lost_score that end a track), got "
+                              f"{lost_frames}")
         self.lost_frames = lost_frames
         self.max_tracks = max_tracks
         self.filter_args, self.token_weight = filter_args, token_weight
