@@ -5,11 +5,15 @@ the joints under the occluder).
 
     python benchmarks/classifier_report.py --model edge_pct/weights/pct_lite.pt \
         --peer ../shared/data/models/pose_landmarker_full.task --json runs/classifier_report.json
+
+`--decode tokens heatmap` scores each model with the paper's token decoding and with the heatmap refinement
+(model.refine), same weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -32,19 +36,24 @@ def main() -> None:
     ap.add_argument("--no-flip", action="store_true", help="skip the flip-test rows")
     ap.add_argument("--occlude", nargs=2, type=float, default=[0.2, 0.4], metavar=("LO", "HI"),
                     help="occluder share of the box for the robustness columns (default: 0.2 0.4)")
+    ap.add_argument("--decode", nargs="+", choices=["tokens", "heatmap"],
+                    help="score each model under each of these decodings (model.refine; default: its own)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
 
     rows = []
-    for path in args.model:
+    for path, decode in [(p, d) for p in args.model for d in args.decode or [None]]:
         model = load_classifier(path)
+        if decode:
+            model.cfg = dataclasses.replace(model.cfg, refine=decode)
         size = model.cfg.input_size
         cost = {"params_inference_M": inference_params(model) / 1e6, "gmac": gmac(model, size),
                 "ms_per_person_b1": ms_per_person(model, size)}
         for flip in (False,) if args.no_flip else (False, True):
             est = torch_estimator(model, flip=flip)
             name = f"{Path(path).parent.name}/{Path(path).name}"  # run folder + file: ablation runs are all model.pt
-            rows.append({"name": f"{name}{' +flip' if flip else ''}", **_scores(est, args), **cost})
+            name += f" [{model.cfg.refine}]{' +flip' if flip else ''}"
+            rows.append({"name": name, "decode": model.cfg.refine, **_scores(est, args), **cost})
             print(json.dumps({k: rows[-1][k] for k in ("name", "params_inference_M", "gmac")}), flush=True)
     if args.peer:
         est = mediapipe_estimator(args.peer)

@@ -108,10 +108,16 @@ class ModelConfig:
     mixer_channel_hidden: int = 256
     mixer_token_hidden: int = 64
     assignment: Literal["soft", "straight_through"] = "soft"
-    aux_heatmap: bool = True  # training aid: stride-8 heatmap head, training only
+    aux_heatmap: bool = True  # stride-8 heatmap head: a training aid, and at inference the likelihood of `refine`
     # What the heatmap head reads: "stride8" (the stride-8 features alone: too small a receptive field, it could
     # not even overfit 128 crops) or "fused" (stride-32 features upsampled and concatenated with stride 8).
     aux_features: Literal["stride8", "fused"] = "stride8"
+    # Inference decoding. "tokens": the joints the tokenizer decodes (the paper). "heatmap": those joints are a
+    # Gaussian prior (sd `refine_sigma` crop heights) over the heatmap's spatial distribution, and each joint is
+    # the posterior's peak (classifier.refine_with_heatmap): heatmap precision where the joint is seen, the token
+    # prior where it is hidden or ambiguous. Training is the same either way.
+    refine: Literal["tokens", "heatmap"] = "tokens"
+    refine_sigma: float = 0.125
     # Input normalisation (x / 255 - mean) / std, RGB; the YOLOX-initialised backbone wants raw pixels:
     # mean 0, std 1/255.
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -188,7 +194,9 @@ class StreamConfig:
     smoothing: bool = True  # One-Euro filter on the joints
     min_cutoff_hz: float = 1.0  # One-Euro cutoff at rest
     beta: float = 2.0  # One-Euro cutoff increase per (person heights / s) of speed
-    token_weight: float = 1.0  # share of the new frame in the token-probability average (1.0 = off)
+    # Share of the new frame in a per-track token-probability average (1.0 = off). Below 1 the joints are decoded
+    # from the averaged tokens alone: a `model.refine = "heatmap"` model loses its heatmap refinement then.
+    token_weight: float = 1.0
 
 
 @dataclass(frozen=True)

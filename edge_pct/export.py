@@ -5,7 +5,8 @@ confidence (B, 17), token_probs (B, M, V). `model.decoder.onnx`: token_probs (B,
 crop px, the frozen tokenizer decoder alone, so token-space smoothing per track (DESIGN.md data flow) runs
 between the two graphs. `model.json`: what a runtime needs to feed and read them (input size, mean/std,
 keypoint names, M, V, batch), the source checkpoint's sha256, and the measured parity with torch.
-The training-only auxiliary heatmap head is not in the graph (eval mode). Batch is dynamic or fixed;
+The auxiliary heatmap head is in the graph only for a `model.refine = "heatmap"` model (its joints are then the
+refined ones; the decoder graph decodes tokens alone). Batch is dynamic or fixed;
 spatial shapes are always static (TensorRT builds one optimisation profile over the batch only).
 `precision="fp16"` writes a mixed-precision image graph for strongly typed TensorRT (11 has no FP16 builder
 flag, so the types must be in the ONNX): backbone and head compute in FP16 with BatchNorm folded in FP32 first;
@@ -127,6 +128,8 @@ def half_precision_copy(model: PoseClassifier) -> PoseClassifier:
     half = copy.deepcopy(model).eval()
     _fold_batchnorm(half)
     half.backbone = _CastInput(half.backbone.half(), torch.float16)  # type: ignore[assignment]
+    if half.aux_heatmap is not None:  # it reads the FP16 stride-8 map; the refinement itself computes in FP32
+        half.aux_heatmap.half()
     head = half.head.half()
     for name, sub in list(head.named_modules()):
         if isinstance(sub, nn.LayerNorm) or name == "cls_pred":
@@ -177,7 +180,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
 
     Returns:
         onnx, decoder_onnx, sidecar (paths), max_abs_diff_vs_torch (joints, crop px, ORT vs torch),
-        decoder_max_abs_diff (decoder.onnx on model.onnx's token_probs vs model.onnx joints, px),
+        decoder_max_abs_diff (decoder.onnx vs the torch decoder on model.onnx's token_probs, px),
         confidence_max_abs_diff, token_probs_max_abs_diff, parity_batch, batch, opset, precision, input_size (w, h),
         checkpoint.
     """
@@ -189,7 +192,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
     from edge_pct.models.equalize import equalize_depthwise_inputs
     from edge_pct.models.factory import load_classifier
 
-    model = load_classifier(checkpoint)  # eval mode: no aux heatmap output, tokenizer frozen
+    model = load_classifier(checkpoint)  # eval mode: tokenizer frozen
     # Same function, INT8-friendlier weights (ReLU cspdarknet only): every graph and calib.cache stay consistent.
     equalized = equalize_depthwise_inputs(model.backbone) if equalize else 0
     w, h = model.cfg.input_size
@@ -323,7 +326,7 @@ def _parity(model: PoseClassifier, graph: bytes, decoder: bytes, images: torch.T
     """Run both graphs in ONNX Runtime (CPU) on `images` (N, 3, H, W) and compare with torch.
 
     Returns max absolute differences: joints (px, the headline `max_abs_diff_vs_torch`), confidence,
-    token_probs, and the decoder graph on model.onnx's token_probs vs model.onnx's joints (px).
+    token_probs, and the decoder graph vs the torch decoder, both on model.onnx's token_probs (px).
     """
     ort = require("onnxruntime", "cpu")
     opts = ort.SessionOptions()
@@ -335,11 +338,13 @@ def _parity(model: PoseClassifier, graph: bytes, decoder: bytes, images: torch.T
     (dec_joints,) = dec.run(["joints"], {DECODER_INPUT: probs})
     with torch.inference_mode():
         ref = [t.numpy() for t in PoseGraph(model)(images)]
+        # what the decoder graph must give for these token_probs (a refine model's image joints are heatmap-refined)
+        dec_ref = DecoderGraph(model)(torch.from_numpy(probs)).numpy()
 
     def diff(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.abs(a.astype(np.float64) - b).max())
 
-    return {"max_abs_diff_vs_torch": diff(joints, ref[0]), "decoder_max_abs_diff": diff(dec_joints, joints),
+    return {"max_abs_diff_vs_torch": diff(joints, ref[0]), "decoder_max_abs_diff": diff(dec_joints, dec_ref),
             "confidence_max_abs_diff": diff(conf, ref[1]), "token_probs_max_abs_diff": diff(probs, ref[2]),
             "parity_batch": len(images)}
 

@@ -51,6 +51,60 @@ def test_fused_heatmap_head_reads_the_deep_features(tiny_tokenizer_cfg):
     assert grad.abs().sum() > 0
 
 
+def test_heatmap_refinement_takes_a_sharp_peak_and_otherwise_keeps_the_token_joint():
+    """Joint 0: a sharp heatmap peak 1.5 cells from the token joint -> the peak. Joint 1: a flat heatmap -> the
+    token joint. Joint 2: two equal peaks (a limb and its twin) -> the one near the token joint."""
+    from edge_pct.models.classifier import refine_with_heatmap
+
+    peak_a, peak_b = torch.tensor([19.5, 35.5]), torch.tensor([35.5, 11.5])  # cell centres (2, 4) and (4, 1)
+    hm = torch.zeros(1, 3, 8, 6)
+    hm[0, 0] = 20 * heatmap_targets(peak_a.view(1, 1, 2), (8, 6), 8)[0, 0]
+    hm[0, 2] = 20 * (heatmap_targets(peak_a.view(1, 1, 2), (8, 6), 8) + heatmap_targets(peak_b.view(1, 1, 2), (8, 6),
+                                                                                         8))[0, 0]
+    tokens = torch.stack([peak_a + 12, torch.tensor([21.0, 30.0]), peak_b - 6])[None]
+    refined = refine_with_heatmap(tokens, hm, stride=8, sigma=2.0)[0]
+    assert (refined[0] - peak_a).norm() < 1.0
+    assert (refined[1] - tokens[0, 1]).norm() < 4.0  # a Gaussian's 3x3 centroid: within half a cell
+    assert (refined[2] - peak_b).norm() < 1.0
+
+
+def test_refine_model_outputs_the_refined_joints(tiny_tokenizer_cfg):
+    from edge_pct.errors import ConfigError
+    from edge_pct.models.classifier import refine_with_heatmap
+
+    tok = PoseTokenizer(dataclasses.replace(tiny_tokenizer_cfg, input_size=(96, 128))).eval()
+    torch.manual_seed(0)
+    model = PoseClassifier(dataclasses.replace(TINY, refine="heatmap"), tok).eval()
+    x = torch.rand(2, 3, 64, 48) * 255
+    with torch.no_grad():
+        out = model(x)
+        tokens = model.decode(model.assign(out["logits"]))
+        hm = model.aux_heatmap(model.backbone((x - model.mean) / model.std)[0])
+        train_out = model.train()(x)
+    sigma = TINY.refine_sigma * 64 / 8  # crop heights -> stride-8 cells
+    torch.testing.assert_close(out["joints"], refine_with_heatmap(tokens, hm, 8, sigma))
+    assert "heatmaps" not in out and (out["joints"] - tokens).abs().max() > 0.1
+    # training sees the token joints (the losses are unchanged) and the heatmaps
+    torch.testing.assert_close(train_out["joints"], model.decode(model.assign(train_out["logits"])))
+    assert train_out["heatmaps"].shape == (2, 17, 8, 6)
+    with pytest.raises(ConfigError, match="aux_heatmap"):
+        build_classifier(dataclasses.replace(TINY, refine="heatmap", aux_heatmap=False), tok)
+
+
+def test_token_projection_regridded_for_a_larger_input_keeps_a_uniform_map_s_output():
+    """resize_token_projection (train --init at another input size): on a spatially uniform feature map the head's
+    first Linear gives the same output at 128x128 as at 64x64 (a 2x2 grid -> 4x4)."""
+    from edge_pct.models.classifier import resize_token_projection, token_grid
+
+    c = 5
+    weight = torch.randn(7, 2 * 2 * c)
+    big = resize_token_projection(weight, c, (64, 64), (128, 128))
+    assert token_grid((64, 64)) == (2, 2) and token_grid((96, 128)) == (4, 3) and big.shape == (7, 4 * 4 * c)
+    feat = torch.randn(c)
+    torch.testing.assert_close(big @ feat.repeat(16), weight @ feat.repeat(4))  # spatial-major: cells x channels
+    torch.testing.assert_close(resize_token_projection(weight, c, (64, 64), (64, 64)), weight)
+
+
 def test_tokenizer_stays_frozen(tiny_model):
     tiny_model.train()
     assert not tiny_model.tokenizer.training
@@ -185,6 +239,14 @@ def test_train_command_runs_resumes_and_writes_a_loadable_model(tmp_path, tiny_m
     continued = load_classifier(tmp_path / "run2" / "model.pt")
     for name in ("head.cls_pred.weight", "backbone.features.0.0.weight"):
         torch.testing.assert_close(continued.state_dict()[name], model.state_dict()[name])
+    # --init at another input size: the backbone carries over, the head's token projection is re-gridded
+    bigger = [a.replace("[48, 64]", "[96, 128]").replace(str(tmp_path / "run2"), str(tmp_path / "run3"))
+              for a in again]
+    assert main(bigger + ["--init", str(tmp_path / "run" / "model.pt"), "--set", "train.lr=1e-12"]) == 0
+    big = load_classifier(tmp_path / "run3" / "model.pt")
+    assert big.cfg.input_size == (96, 128)
+    torch.testing.assert_close(big.state_dict()["backbone.features.0.0.weight"],
+                               model.state_dict()["backbone.features.0.0.weight"])
     other = [a.replace("head_channels=8", "head_channels=16") for a in again]
     assert main(other + ["--init", str(tmp_path / "run" / "model.pt")]) == 2
     assert "another model config" in capsys.readouterr().err

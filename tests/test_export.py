@@ -23,8 +23,9 @@ _EXPORTS: dict[str, dict] = {}  # one export per test session, shared with test_
 PARITY_PX = 1e-3
 
 
-def tiny_checkpoint(path, assignment: str = "soft"):
-    """A random tiny classifier (TINY of test_classifier, 48x64 input, M=8, V=64) saved as a checkpoint."""
+def tiny_checkpoint(path, assignment: str = "soft", refine: str = "heatmap"):
+    """A random tiny classifier (TINY of test_classifier, 48x64 input, M=8, V=64) saved as a checkpoint; by default
+    heatmap-refined like the shipped model, so the shared export carries the heatmap head and the refinement."""
     from test_classifier import TINY
 
     from edge_pct.config import TOKENIZER_VARIANTS
@@ -35,7 +36,8 @@ def tiny_checkpoint(path, assignment: str = "soft"):
 
     torch.manual_seed(0)
     tcfg = dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128))
-    model = PoseClassifier(dataclasses.replace(TINY, assignment=assignment), PoseTokenizer(tcfg).eval()).eval()
+    cfg = dataclasses.replace(TINY, assignment=assignment, refine=refine)
+    model = PoseClassifier(cfg, PoseTokenizer(tcfg).eval()).eval()
     return save_checkpoint(path, "classifier", _ckpt_config(model), model)
 
 
@@ -83,8 +85,9 @@ def test_export_writes_two_checked_graphs_with_the_specified_io(tiny_export):
         ("joints", ["batch", 17, 2]), ("confidence", ["batch", 17]), ("token_probs", ["batch", 8, 64])]
     assert [(i.name, _dims(i)) for i in decoder.graph.input] == [("token_probs", ["batch", 8, 64])]
     assert [(o.name, _dims(o)) for o in decoder.graph.output] == [("joints", ["batch", 17, 2])]
-    # the training-only auxiliary heatmap head is not in the graph
-    assert not [t.name for t in graph.graph.initializer if "aux_heatmap" in t.name]
+    # the heatmap head and the refinement (ArgMax of the posterior) are in the graph of a refine model
+    assert [t.name for t in graph.graph.initializer if "aux_heatmap" in t.name]
+    assert "ArgMax" in {n.op_type for n in graph.graph.node}
     for proto in (graph, decoder):  # constant subexpressions are folded (none left for ORT or the quantizer)
         constants = {t.name for t in proto.graph.initializer}
         assert not [n.name for n in proto.graph.node if n.input and all(i in constants for i in n.input if i)]
@@ -93,6 +96,7 @@ def test_export_writes_two_checked_graphs_with_the_specified_io(tiny_export):
 
 
 def test_dynamic_batch_matches_torch_at_batch_1_and_3(tiny_export):
+    from edge_pct.export import DecoderGraph
     from edge_pct.models.factory import load_classifier
 
     model = load_classifier(tiny_export["checkpoint"])
@@ -107,7 +111,26 @@ def test_dynamic_batch_matches_torch_at_batch_1_and_3(tiny_export):
         np.testing.assert_allclose(conf, ref["confidence"].numpy(), atol=1e-5)
         np.testing.assert_allclose(probs, ref["logits"].softmax(-1).numpy(), atol=1e-5)
         np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-        np.testing.assert_allclose(dec.run(None, {"token_probs": probs})[0], joints, atol=PARITY_PX)
+        with torch.inference_mode():  # the decoder graph decodes tokens alone (no heatmap refinement)
+            tokens_only = DecoderGraph(model)(torch.from_numpy(probs)).numpy()
+        np.testing.assert_allclose(dec.run(None, {"token_probs": probs})[0], tokens_only, atol=PARITY_PX)
+        assert np.abs(tokens_only - joints).max() > 0.1  # the image graph's joints are refined
+
+
+def test_a_tokens_model_exports_without_the_heatmap_head(tmp_path):
+    """model.refine = "tokens" (the paper's decoding): no heatmap head in the graph, and the decoder graph on the
+    image graph's token_probs gives exactly its joints."""
+    from edge_pct.export import export_onnx
+
+    ckpt = tiny_checkpoint(tmp_path / "tokens.pt", refine="tokens")
+    res = export_onnx(ckpt, tmp_path / "tokens.onnx", batch=2)
+    assert res["max_abs_diff_vs_torch"] < PARITY_PX and res["decoder_max_abs_diff"] < PARITY_PX
+    graph = onnx.load(tmp_path / "tokens.onnx")
+    assert not [t.name for t in graph.graph.initializer if "aux_heatmap" in t.name]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 64, 48)).astype(np.float32)
+    joints, _, probs = _session(tmp_path / "tokens.onnx").run(None, {"images": x})
+    decoded = _session(tmp_path / "tokens.decoder.onnx").run(None, {"token_probs": probs})[0]
+    np.testing.assert_allclose(decoded, joints, atol=PARITY_PX)
 
 
 def test_sidecar_describes_the_graphs(tiny_export):
@@ -153,7 +176,7 @@ def test_fixed_batch_export_through_the_command_line(tmp_path, capsys):
         got, want = backend(x), ref(x)
         assert got["joints"].shape == (n, 17, 2) and got["token_probs"].shape == (n, 8, 64)
         np.testing.assert_allclose(got["joints"], want["joints"], atol=PARITY_PX)
-        np.testing.assert_allclose(backend.decode(got["token_probs"]), got["joints"], atol=PARITY_PX)
+        np.testing.assert_allclose(backend.decode(got["token_probs"]), ref.decode(got["token_probs"]), atol=PARITY_PX)
 
 
 def test_decoder_graph_reproduces_the_straight_through_joints():

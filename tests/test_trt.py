@@ -442,7 +442,7 @@ def test_real_fp16_engine_matches_onnxruntime(tmp_path_factory, tmp_path):
     err = np.linalg.norm(got["joints"] - want["joints"], axis=-1)
     print(f"TensorRT fp16 vs ORT fp32: mean {err.mean():.3g} px, max {err.max():.3g} px")
     assert got["joints"].shape == (7, 17, 2) and err.mean() < 1.0
-    np.testing.assert_allclose(backend.decode(got["token_probs"]), got["joints"], atol=0.5)
+    np.testing.assert_allclose(backend.decode(got["token_probs"]), ref.decode(got["token_probs"]), atol=0.5)
     with TrtRunner(res["engine"]) as runner:
         assert [s.name for s in runner.input_spec()] == ["images"] and runner.max_batch == 4
     stale = {**manifest, "tensorrt": "7.0.0"}

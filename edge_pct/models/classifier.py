@@ -5,8 +5,9 @@ PCT class head: 1x1 conv, residual blocks, flatten, Linear to M token features, 
 -> softmax(logits) @ codebook -> frozen tokenizer decoder -> joints (B, 17, 2) in crop pixels of the model input.
 
 Added to the paper: a per-joint confidence head (visibility / reliability of each joint, from the token
-features), the straight-through assignment as an option, and an auxiliary stride-8 heatmap head used only
-as a training aid (it is not part of the exported graph).
+features), the straight-through assignment as an option, and an auxiliary stride-8 heatmap head: a training
+aid, and with `model.refine = "heatmap"` the likelihood that refines the token-decoded joints at inference
+(`refine_with_heatmap`; the token pose is the prior, so hidden joints keep PCT's estimate).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from edge_pct.models.backbone import MobileNetV2, conv_bn
 from edge_pct.models.cspdarknet import CSPDarknetPAFPN
 from edge_pct.models.mixer import MixerLayer
 from edge_pct.models.tokenizer import PoseTokenizer
+
+HEATMAP_STRIDE = 8  # the auxiliary heatmap head reads the stride-8 features
 
 
 class BasicBlock(nn.Module):
@@ -68,6 +71,53 @@ class PCTHead(nn.Module):
         return self.cls_pred(x), conf
 
 
+def refine_with_heatmap(joints: torch.Tensor, heatmaps: torch.Tensor, stride: int, sigma: float) -> torch.Tensor:
+    """Token-decoded joints (B, J, 2) crop px, refined by heatmap logits (B, J, h, w) on a stride-`stride` grid.
+
+    Each joint's posterior over the grid is softmax(heatmap logits - d^2 / (2 sigma^2)): the heatmap as the
+    likelihood (its training loss is a cross-entropy over this very spatial softmax), a Gaussian around the token
+    joint (`sigma` grid cells) as the prior. The result is the posterior's peak, moved to the centroid of its 3x3
+    neighbourhood for sub-cell precision. A sharp heatmap peak wins; a flat or split one (a hidden joint, a limb
+    the heatmap confuses with its twin) defers to the token pose. Elementwise ops, ArgMax and reductions only, so
+    it exports to ONNX / TensorRT as is.
+    """
+    _, _, h, w = heatmaps.shape
+    xs = torch.arange(w, dtype=heatmaps.dtype, device=heatmaps.device)
+    ys = torch.arange(h, dtype=heatmaps.dtype, device=heatmaps.device)[:, None]
+    cells = (joints + 0.5) / stride - 0.5  # cell i's centre is pixel (i + 0.5) * stride - 0.5 (heatmap_targets)
+    d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2  # (B, J, h, w)
+    post = (heatmaps - d2 / (2 * sigma**2)).flatten(2).softmax(-1).view_as(heatmaps)
+    peak = post.flatten(2).argmax(-1)  # (B, J)
+    py = torch.div(peak, w, rounding_mode="floor")
+    px = (peak - py * w).to(heatmaps.dtype)
+    py = py.to(heatmaps.dtype)
+    near = post * (((xs - px[..., None, None]).abs() <= 1) & ((ys - py[..., None, None]).abs() <= 1))
+    mass = near.sum((-1, -2))  # > 0: it holds the peak
+    x = (near.sum(-2) * xs).sum(-1) / mass
+    y = (near.sum(-1) * ys[:, 0]).sum(-1) / mass
+    return (torch.stack([x, y], -1) + 0.5) * stride - 0.5
+
+
+def token_grid(input_size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of the stride-32 map the PCT head flattens, for a model input (width, height) px."""
+    w, h = input_size
+    return -(-h // 32), -(-w // 32)  # five stride-2 convs with padding: ceil(size / 32)
+
+
+def resize_token_projection(weight: torch.Tensor, channels: int, from_input: tuple[int, int],
+                            to_input: tuple[int, int]) -> torch.Tensor:
+    """The head's first Linear (out, h*w*channels), spatial-major, re-gridded to another input size.
+
+    Seen as `out` maps of (channels, h, w) weights, it is resized bilinearly to the new stride-32 grid and scaled
+    by the cell ratio, so that a feature map resized the same way gives the same output: `train --init` starts a
+    model at a new input size from one trained at another (the backbone and the rest of the head carry over).
+    """
+    (h0, w0), (h1, w1) = token_grid(from_input), token_grid(to_input)
+    grid = weight.view(weight.shape[0], h0, w0, channels).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(h1, w1), mode="bilinear", align_corners=False) * (h0 * w0 / (h1 * w1))
+    return grid.permute(0, 2, 3, 1).reshape(weight.shape[0], h1 * w1 * channels)
+
+
 class PoseClassifier(nn.Module):
     """Backbone + PCT head + the frozen tokenizer. Input (B, 3, H, W) float RGB in [0, 255]."""
 
@@ -80,8 +130,7 @@ class PoseClassifier(nn.Module):
         self.backbone = (CSPDarknetPAFPN(cfg.width, cfg.depth, cfg.activation) if cfg.backbone == "cspdarknet"
                          else MobileNetV2(cfg.width))
         tcfg = tokenizer.cfg
-        feat_hw = (-(-h // 32), -(-w // 32))  # five stride-2 convs with padding: ceil(size / 32)
-        self.head = PCTHead(self.backbone.out_channels, feat_hw, cfg, tcfg.num_tokens,
+        self.head = PCTHead(self.backbone.out_channels, token_grid(cfg.input_size), cfg, tcfg.num_tokens,
                             tcfg.codebook_size, tcfg.num_joints)
         aux_in = self.backbone.channels8 + (self.backbone.out_channels if cfg.aux_features == "fused" else 0)
         self.aux_heatmap = (nn.Sequential(conv_bn(aux_in, 64, 3), nn.Conv2d(64, tcfg.num_joints, 1))
@@ -114,10 +163,15 @@ class PoseClassifier(nn.Module):
         and heatmaps (B, J, H/8, W/8) while training with the auxiliary head."""
         x8, x32 = self.backbone((images - self.mean) / self.std)
         logits, conf = self.head(x32)
-        out = {"logits": logits, "joints": self.decode(self.assign(logits)), "confidence": conf.sigmoid(),
-               "confidence_logits": conf}
-        if self.training and self.aux_heatmap is not None:
+        joints = self.decode(self.assign(logits))
+        out = {"logits": logits, "joints": joints, "confidence": conf.sigmoid(), "confidence_logits": conf}
+        if self.aux_heatmap is not None and (self.training or self.cfg.refine == "heatmap"):
             if self.cfg.aux_features == "fused":  # context from the deep features, resolution from stride 8
                 x8 = torch.cat([x8, F.interpolate(x32, size=x8.shape[-2:], mode="bilinear", align_corners=False)], 1)
-            out["heatmaps"] = self.aux_heatmap(x8)
+            heatmaps = self.aux_heatmap(x8)
+            if self.training:  # the losses see the token joints: refinement is inference only
+                out["heatmaps"] = heatmaps
+            else:
+                sigma = self.cfg.refine_sigma * self.cfg.input_size[1] / HEATMAP_STRIDE  # crop heights -> cells
+                out["joints"] = refine_with_heatmap(joints.float(), heatmaps.float(), HEATMAP_STRIDE, sigma)
         return out

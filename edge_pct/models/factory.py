@@ -19,7 +19,8 @@ from edge_pct.models.tokenizer import PoseTokenizer
 MODEL_VARIANTS: dict[str, ModelConfig] = {
     # CPU / Jetson default: YOLOX-Nano's CSPDarknet + PAFPN (started from the detector's weights in training).
     "pct-lite": ModelConfig(backbone="cspdarknet", width=0.25, depth=0.33, input_size=(96, 128), head_channels=32,
-                            aux_features="stride8", mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255)),
+                            aux_features="stride8", refine="heatmap", mean=(0.0, 0.0, 0.0),
+                            std=(1 / 255, 1 / 255, 1 / 255)),
     # The same head on MobileNetV2 x0.5, from scratch (the backbone ablation).
     "pct-lite-mnv2": ModelConfig(width=0.5, input_size=(96, 128), head_channels=32, aux_features="fused"),
     # Desktop GPU: MobileNetV2 x1.0 at 256x192 with the paper-sized head width.
@@ -45,6 +46,9 @@ def build_classifier(cfg: ModelConfig, tokenizer: PoseTokenizer) -> PoseClassifi
     if cfg.backbone != "cspdarknet" and cfg.activation != "silu":
         raise ConfigError(f"model.activation = {cfg.activation!r} applies to the cspdarknet backbone only "
                           f"({cfg.backbone} has its own ReLU6): leave it out")
+    if cfg.refine == "heatmap" and not cfg.aux_heatmap:
+        raise ConfigError('model.refine = "heatmap" needs the heatmap head: set model.aux_heatmap = true '
+                          '(and train with it) or model.refine = "tokens"')
     if cfg.backbone == "cspdarknet" and (w % 32 or h % 32):
         raise ConfigError(f"model.input_size {w}x{h}: the cspdarknet backbone needs multiples of 32 (e.g. 96x128)")
     return PoseClassifier(cfg, tokenizer)

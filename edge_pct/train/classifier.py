@@ -23,7 +23,7 @@ from edge_pct.config import ModelConfig, RunConfig, TrainConfig, config_from_dic
 from edge_pct.data.topdown import CropDataset, PersonSet
 from edge_pct.data.transforms import PoseAugment
 from edge_pct.errors import InputFileError
-from edge_pct.models.classifier import PoseClassifier
+from edge_pct.models.classifier import HEATMAP_STRIDE, PoseClassifier, resize_token_projection
 from edge_pct.models.factory import build_classifier, init_backbone
 from edge_pct.train.checkpoint import load_tokenizer, load_weights, read_checkpoint, save_checkpoint
 from edge_pct.train.schedule import warmup_cosine_lr
@@ -61,7 +61,7 @@ def heatmap_targets(joints: torch.Tensor, shape: tuple[int, int], stride: int, s
 
 
 def heatmap_terms(hm: torch.Tensor, joints: torch.Tensor, labeled: torch.Tensor, input_size: tuple[int, int],
-                  kind: str, stride: int = 8) -> dict[str, torch.Tensor]:
+                  kind: str, stride: int = HEATMAP_STRIDE) -> dict[str, torch.Tensor]:
     """Auxiliary heatmap loss for hm (B, J, h, w) vs joints (B, J, 2) crop px, over labeled (B, J) float joints
     inside the crop; also `heatmap_err` (px): how far the heatmap argmax is from the joint (learning progress)."""
     w, h = input_size
@@ -167,8 +167,8 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
     resuming = last.exists()
     if init is not None and not resuming:
         blob = _read_same_model(init, cfg, "pass the same --variant and --config as the run that trained it",
-                                may_differ=("activation",))
-        load_weights(model, blob, init).train()
+                                may_differ=("activation", "input_size"))
+        load_weights(model, _fit_input_size(blob, cfg.model), init).train()
         log.info("starting from the weights of %s", init)
     elif t.backbone_init and not resuming:  # a new run starts from the detector; BatchNorm fitted on 64 crops
         sample = torch.stack([dataset[i]["image"] for i in range(0, len(dataset), max(1, len(dataset) // 64))][:64])
@@ -247,18 +247,34 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
             "final_loss": stats.get("loss"), "final_l1_px": stats.get("l1"), "minutes": elapsed / 60}
 
 
+# Model fields that change inference only (no weight, no loss): a run may resume or start from any value of them.
+INFERENCE_ONLY = ("refine", "refine_sigma")
+
+
 def _read_same_model(path: str | Path, cfg: RunConfig, fix: str, may_differ: tuple[str, ...] = ()) -> dict:
     """The classifier checkpoint at `path`, which must hold the model config of this run except the fields in
-    `may_differ` (else one-line error). Fields the checkpoint predates take their defaults."""
+    `may_differ` and INFERENCE_ONLY (else one-line error). Fields the checkpoint predates take their defaults."""
     blob = read_checkpoint(path, "classifier")
     theirs = config_to_dict(config_from_dict(ModelConfig, blob["config"]["model"]))
     ours = config_to_dict(cfg.model)
-    for key in may_differ:
+    for key in (*may_differ, *INFERENCE_ONLY):
         theirs.pop(key, None)
         ours.pop(key, None)
     if theirs != ours:
         raise InputFileError(f"'{path}' was trained with another model config than this run: {fix}")
     return blob
+
+
+def _fit_input_size(blob: dict, cfg: ModelConfig) -> dict:
+    """A checkpoint trained at another input size, its head's first Linear re-gridded to `cfg.input_size`."""
+    theirs = tuple(blob["config"]["model"]["input_size"])
+    if theirs == tuple(cfg.input_size):
+        return blob
+    key = "head.mixer_trans.0.weight"
+    state = dict(blob["state_dict"])
+    state[key] = resize_token_projection(state[key].float(), cfg.head_channels, theirs, cfg.input_size)
+    log.info("input size %dx%d -> %dx%d: the head's token projection re-gridded", *theirs, *cfg.input_size)
+    return {**blob, "state_dict": state}
 
 
 def _ckpt_config(model: PoseClassifier):
