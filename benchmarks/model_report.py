@@ -19,10 +19,12 @@ from edge_pct.models.factory import load_classifier
 
 
 def inference_params(model: torch.nn.Module) -> int:
-    """Parameters and buffers used at inference: backbone, head, codebook and decoder (not the tokenizer encoder
-    nor the training-only heatmap head)."""
+    """Parameters and buffers used at inference: backbone, head, codebook and decoder, and the heatmap head of a
+    heatmap-refined model (not the tokenizer encoder, nor a heatmap head used only in training)."""
     skip = ("tokenizer.start_embed", "tokenizer.invisible_token", "tokenizer.encoder", "tokenizer.token_mlp",
-            "tokenizer.feature_embed", "tokenizer.codebook.ema", "aux_heatmap")
+            "tokenizer.feature_embed", "tokenizer.codebook.ema")
+    if getattr(model.cfg, "refine", "tokens") != "heatmap":
+        skip += ("aux_heatmap",)
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     return sum(t.numel() for n, t in tensors if not n.startswith(skip) and t.is_floating_point())
 

@@ -159,8 +159,9 @@ class PoseClassifier(nn.Module):
         return self.tokenizer.decode_probs(weights) * self.tokenizer_to_input
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Returns logits (B, M, V), joints (B, J, 2) crop px, confidence (B, J) in [0, 1], confidence_logits,
-        and heatmaps (B, J, H/8, W/8) while training with the auxiliary head."""
+        """Returns logits (B, M, V), joints (B, J, 2) crop px (in eval mode heatmap-refined when model.refine =
+        "heatmap"), confidence (B, J) in [0, 1], confidence_logits, and heatmaps (B, J, H/8, W/8) while training
+        with the auxiliary head."""
         x8, x32 = self.backbone((images - self.mean) / self.std)
         logits, conf = self.head(x32)
         joints = self.decode(self.assign(logits))
