@@ -307,7 +307,8 @@ def _export(module: nn.Module, sample: torch.Tensor, input_name: str, output_nam
     # PoseTokenizer.decode_probs; the exporter's own pass stops at 8,192 input elements): ONNX Runtime folds them
     # at load time anyway, but the INT8 quantizer would quantize their weights and recompute them on every run.
     optimizer = require("onnxscript.optimizer", "cpu")
-    return optimizer.optimize(program.model_proto, input_size_limit=_FOLD_LIMIT, output_size_limit=_FOLD_LIMIT)
+    with _quiet_exporter():  # it logs each constant it keeps unfolded (e.g. a subtraction from the graph input)
+        return optimizer.optimize(program.model_proto, input_size_limit=_FOLD_LIMIT, output_size_limit=_FOLD_LIMIT)
 
 
 def _check_graph(onnx: Any, proto: Any, what: str, opset: int) -> None:
