@@ -120,6 +120,21 @@ def test_tracker_drops_lost_and_duplicate_tracks_and_caps_new_ones():
     assert tracker.tracks == []  # below lost_score (lost_frames 1)
 
 
+def test_two_people_detected_apart_stay_two_tracks_when_their_poses_overlap():
+    """A pose pulled onto the neighbour for a frame (the heatmap refinement can do that) costs no id: tracks whose
+    detector boxes did not overlap are not duplicates, and the next detection puts each back on its person."""
+    tracker = Tracker(filter_args=None)
+    left, right = np.array([0, 0, 50, 100], np.float32), np.array([45, 0, 95, 100], np.float32)
+    tracker.assign(np.stack([left, right]))
+    ids = [t.track_id for t in tracker.tracks]
+    both_left = np.stack([_pose_in(left), _pose_in(left)])
+    tracker.update(list(tracker.tracks), both_left, np.array([np.full(17, 0.9), np.full(17, 0.8)]), 0.0)
+    assert [t.track_id for t in tracker.tracks] == ids
+    tracker.assign(np.stack([left, right]))
+    assert [t.track_id for t in tracker.tracks] == ids
+    np.testing.assert_allclose(tracker.tracks[1].box, right)
+
+
 def test_tracker_hides_a_low_track_and_ends_it_after_lost_frames():
     tracker = Tracker(filter_args=None, lost_score=0.2, lost_frames=2)
     tracker.assign(np.array([[0, 0, 50, 100]], np.float32))
