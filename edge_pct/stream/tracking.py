@@ -143,12 +143,11 @@ class Tracker:
     def _duplicates(self, track: Track) -> np.ndarray:
         """(T,) bool: which kept tracks `track` duplicates. Their pose boxes overlap by duplicate_iou and so did
         their last detector boxes: of two people side by side, the heatmap refinement can pull one's joints onto
-        the other for a frame, and the next detection puts that track back on its own person. Measured with the
-        pose boxes alone: street.avi dropped 11 tracks as duplicates (3 without the refinement) and made 26 ids; with
-        this rule 19 (pct_lite.pt: 28 -> 20; vtest.avi 109 -> 104 and 141 -> 130)."""
-        kept = self.tracks
-        pose = box_iou(track.box[None], np.stack([k.box for k in kept]))[0]
-        detected = box_iou(track.detected_box[None], np.stack([k.detected_box for k in kept]))[0]
+        the other for a frame, and the next detection puts that track back on its own person. With the pose boxes
+        alone, pct_lite_fast.pt dropped 11 street.avi tracks as duplicates (3 without the refinement) and made 26
+        ids; with this rule 19 (pct_lite.pt: 28 -> 20; vtest.avi 109 -> 104 and 141 -> 130)."""
+        pose = box_iou(track.box[None], np.stack([k.box for k in self.tracks]))[0]
+        detected = box_iou(track.detected_box[None], np.stack([k.detected_box for k in self.tracks]))[0]
         return (pose >= self.duplicate_iou) & (detected >= self.duplicate_iou)
 
 
