@@ -23,7 +23,7 @@ def inference_params(model: torch.nn.Module) -> int:
     heatmap-refined model (not the tokenizer encoder, nor a heatmap head used only in training)."""
     skip = ("tokenizer.start_embed", "tokenizer.invisible_token", "tokenizer.encoder", "tokenizer.token_mlp",
             "tokenizer.feature_embed", "tokenizer.codebook.ema")
-    if getattr(model.cfg, "refine", "tokens") != "heatmap":
+    if model.cfg.refine != "heatmap":
         skip += ("aux_heatmap",)
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     return sum(t.numel() for n, t in tensors if not n.startswith(skip) and t.is_floating_point())

@@ -71,6 +71,17 @@ class PCTHead(nn.Module):
         return self.cls_pred(x), conf
 
 
+def cell_sq_distances(joints: torch.Tensor, shape: tuple[int, int], stride: int) -> torch.Tensor:
+    """Squared distance (B, J, h, w), in grid cells, from joints (B, J, 2) crop px to every cell of an (h, w)
+    stride-`stride` grid. Cell i covers pixels [i * stride, (i + 1) * stride), so its centre is pixel
+    (i + 0.5) * stride - 0.5: the one convention of the heatmap targets and the refinement."""
+    h, w = shape
+    xs = torch.arange(w, dtype=joints.dtype, device=joints.device)
+    ys = torch.arange(h, dtype=joints.dtype, device=joints.device)[:, None]
+    cells = (joints + 0.5) / stride - 0.5
+    return (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2
+
+
 def refine_with_heatmap(joints: torch.Tensor, heatmaps: torch.Tensor, stride: int, sigma: float) -> torch.Tensor:
     """Token-decoded joints (B, J, 2) crop px, refined by heatmap logits (B, J, h, w) on a stride-`stride` grid.
 
@@ -84,8 +95,7 @@ def refine_with_heatmap(joints: torch.Tensor, heatmaps: torch.Tensor, stride: in
     _, _, h, w = heatmaps.shape
     xs = torch.arange(w, dtype=heatmaps.dtype, device=heatmaps.device)
     ys = torch.arange(h, dtype=heatmaps.dtype, device=heatmaps.device)[:, None]
-    cells = (joints + 0.5) / stride - 0.5  # cell i's centre is pixel (i + 0.5) * stride - 0.5 (heatmap_targets)
-    d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2  # (B, J, h, w)
+    d2 = cell_sq_distances(joints.to(heatmaps.dtype), (h, w), stride)
     post = (heatmaps - d2 / (2 * sigma**2)).flatten(2).softmax(-1).view_as(heatmaps)
     peak = post.flatten(2).argmax(-1)  # (B, J)
     py = torch.div(peak, w, rounding_mode="floor")

@@ -23,7 +23,7 @@ from edge_pct.config import ModelConfig, RunConfig, TrainConfig, config_from_dic
 from edge_pct.data.topdown import CropDataset, PersonSet
 from edge_pct.data.transforms import PoseAugment
 from edge_pct.errors import InputFileError
-from edge_pct.models.classifier import HEATMAP_STRIDE, PoseClassifier, resize_token_projection
+from edge_pct.models.classifier import HEATMAP_STRIDE, PoseClassifier, cell_sq_distances, resize_token_projection
 from edge_pct.models.factory import build_classifier, init_backbone
 from edge_pct.train.checkpoint import load_tokenizer, load_weights, read_checkpoint, save_checkpoint
 from edge_pct.train.schedule import warmup_cosine_lr
@@ -48,16 +48,9 @@ def training_persons(t: TrainConfig) -> PersonSet:
 
 
 def heatmap_targets(joints: torch.Tensor, shape: tuple[int, int], stride: int, sigma: float = 1.0) -> torch.Tensor:
-    """Gaussian targets (B, J, h, w) for joints (B, J, 2) crop px on a stride-`stride` grid (sigma in cells).
-
-    Cell i covers pixels [i * stride, (i + 1) * stride), so its centre is pixel (i + 0.5) * stride - 0.5.
-    """
-    h, w = shape
-    ys = torch.arange(h, dtype=joints.dtype, device=joints.device)
-    xs = torch.arange(w, dtype=joints.dtype, device=joints.device)
-    cx = ((joints[..., 0] + 0.5) / stride - 0.5)[..., None, None]
-    cy = ((joints[..., 1] + 0.5) / stride - 0.5)[..., None, None]
-    return torch.exp(-((xs - cx) ** 2 + (ys[:, None] - cy) ** 2) / (2 * sigma**2))
+    """Gaussian targets (B, J, h, w) for joints (B, J, 2) crop px on a stride-`stride` grid (sigma in cells;
+    cell centres as in `cell_sq_distances`)."""
+    return torch.exp(-cell_sq_distances(joints, shape, stride) / (2 * sigma**2))
 
 
 def heatmap_terms(hm: torch.Tensor, joints: torch.Tensor, labeled: torch.Tensor, input_size: tuple[int, int],
