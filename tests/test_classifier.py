@@ -89,6 +89,8 @@ def test_refine_model_outputs_the_refined_joints(tiny_tokenizer_cfg):
     assert train_out["heatmaps"].shape == (2, 17, 8, 6)
     with pytest.raises(ConfigError, match="aux_heatmap"):
         build_classifier(dataclasses.replace(TINY, refine="heatmap", aux_heatmap=False), tok)
+    with pytest.raises(ConfigError, match="refine_sigma"):
+        build_classifier(dataclasses.replace(TINY, refine="heatmap", refine_sigma=0.0), tok)
 
 
 def test_token_projection_regridded_for_a_larger_input_keeps_a_uniform_map_s_output():

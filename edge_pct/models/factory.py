@@ -49,6 +49,9 @@ def build_classifier(cfg: ModelConfig, tokenizer: PoseTokenizer) -> PoseClassifi
     if cfg.refine == "heatmap" and not cfg.aux_heatmap:
         raise ConfigError('model.refine = "heatmap" needs the heatmap head: set model.aux_heatmap = true '
                           '(and train with it) or model.refine = "tokens"')
+    if cfg.refine == "heatmap" and not cfg.refine_sigma > 0:
+        raise ConfigError(f"model.refine_sigma = {cfg.refine_sigma} must be > 0 (the prior's sd in crop heights, "
+                          "e.g. 0.125)")
     if cfg.backbone == "cspdarknet" and (w % 32 or h % 32):
         raise ConfigError(f"model.input_size {w}x{h}: the cspdarknet backbone needs multiples of 32 (e.g. 96x128)")
     return PoseClassifier(cfg, tokenizer)
