@@ -69,13 +69,15 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     Path(args.json).write_text(json.dumps(rows, indent=2))
 
-    print("\n| video | model | detector | variant | FPS | persons/frame | poses/s | infer ms | jitter x1000 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| video | model | detector | variant | FPS | persons/frame | poses/s | infer ms | jitter x1000 | tracks | "
+          "overlap frames |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         infer = r["stage_ms"]["infer"] if "stage_ms" in r else float("nan")
         jitter = r.get("jitter_rel", float("nan")) * 1000
         print(f"| {r['video']} | {r['model']} | {r.get('detector', '')} | {r.get('variant', '')} | {r['fps']:.1f} | "
-              f"{r['persons_per_frame']:.2f} | {r['poses_per_s']:.1f} | {infer:.1f} | {jitter:.2f} |")
+              f"{r['persons_per_frame']:.2f} | {r['poses_per_s']:.1f} | {infer:.1f} | {jitter:.2f} | "
+              f"{r.get('tracks', '')} | {r.get('overlap_frames', '')} |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ With a peer (MediaPipe PoseLandmarker, num_poses = our max persons) the same vid
 again in the same process, so both numbers come from one run on one machine.
 Jitter: mean frame-to-frame joint acceleration of our output tracks (`edge_pct.stream.filters`), in px and
 per person height, so runs with and without smoothing compare directly.
+Overlap frames: frames showing two skeletons whose pose boxes overlap by the tracker's duplicate IoU (0.6), i.e.
+what looks like one person drawn twice (`Tracker._duplicates` keeps such tracks when the detector saw two people).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_pct.processing import box_iou
 from edge_pct.stream.filters import mean_acceleration
-from edge_pct.stream.pipeline import STAGES, PosePipeline
+from edge_pct.stream.pipeline import STAGES, PersonPose, PosePipeline
 from edge_pct.stream.sources import FileSource
+from edge_pct.stream.tracking import box_from_pose
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +32,12 @@ def run_bench(
     video: str | Path, pipeline: PosePipeline, save: str | Path | None = None, max_frames: int | None = None
 ) -> dict:
     """Process every frame of `video` (up to `max_frames`); returns fps, frames, persons_per_frame,
-    poses_per_s, stage_ms{decode, detect, crop, infer, post, draw}, detector_runs, jitter_px, jitter_rel."""
+    poses_per_s, stage_ms{decode, detect, crop, infer, post, draw}, detector_runs, tracks, overlap_frames,
+    jitter_px, jitter_rel."""
     from edge_pct.stream.overlay import draw_persons
 
     totals = defaultdict(float)
-    persons = detector_runs = frames = 0
+    persons = detector_runs = frames = overlap_frames = 0
     tracks: dict[int, dict[int, tuple[np.ndarray, float]]] = defaultdict(dict)  # id -> frame -> (joints, height)
     pipeline.reset()
     tmp = _temp_video_path(save) if save else None
@@ -52,6 +57,7 @@ def run_bench(
                 frames += 1
                 persons += len(result.persons)
                 detector_runs += result.detected
+                overlap_frames += _shows_overlap(result.persons, pipeline.tracker.duplicate_iou)
                 for p in result.persons:
                     tracks[p.track_id][frame.index] = (p.joints, float(p.box[3] - p.box[1]))
                 if tmp is not None:
@@ -81,6 +87,7 @@ def run_bench(
         "stage_ms": {k: totals[k] / frames_div for k in ("decode", *STAGES, "draw")},
         "detector_runs": detector_runs,
         "tracks": len(tracks),
+        "overlap_frames": overlap_frames,
         "jitter_px": jitter_px,
         "jitter_rel": jitter_rel,
         "backend": pipeline.backend.name,
@@ -114,6 +121,14 @@ def run_peer(video: str | Path, task: str | Path, num_poses: int, max_frames: in
         "persons_per_frame": persons / max(frames, 1),
         "poses_per_s": persons / seconds if seconds else 0.0,
     }
+
+
+def _shows_overlap(persons: list[PersonPose], iou: float) -> bool:
+    """Whether two of the shown persons' pose boxes (around their joints) overlap by at least `iou`."""
+    if len(persons) < 2:
+        return False
+    boxes = np.stack([box_from_pose(p.joints, p.confidence) for p in persons])
+    return bool(np.triu(box_iou(boxes, boxes) >= iou, k=1).any())
 
 
 def _jitter(tracks: dict[int, dict[int, tuple[np.ndarray, float]]]) -> tuple[float, float]:

@@ -156,10 +156,24 @@ def test_bench_command_writes_the_documented_json(tmp_path, capsys):
     assert res["frames"] == 8 and res["fps"] > 0 and res["poses_per_s"] > 0 and res["persons_per_frame"] == 1.0
     assert set(res["stage_ms"]) == {"decode", "detect", "crop", "infer", "post", "draw"}
     assert res["backend"] == "torch" and res["detector"] == "track"
+    assert res["overlap_frames"] == 0  # one person
     cap = cv2.VideoCapture(str(saved))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     cap.release()
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_overlap_counts_two_skeletons_on_one_person_not_two_people_side_by_side():
+    from edge_pct.bench import _shows_overlap
+    from edge_pct.stream.pipeline import PersonPose
+
+    def person(track_id, dx):
+        joints = np.stack([np.linspace(10, 30, 17) + dx, np.linspace(10, 90, 17)], axis=1).astype(np.float32)
+        return PersonPose(track_id, np.zeros(4, np.float32), joints, np.full(17, 0.9, np.float32), 0.9)
+
+    assert not _shows_overlap([person(1, 0)], 0.6)
+    assert _shows_overlap([person(1, 0), person(2, 2)], 0.6)  # 2 px apart: one person drawn twice
+    assert not _shows_overlap([person(1, 0), person(2, 40)], 0.6)  # side by side
 
 
 @pytest.mark.parametrize("make", ["missing", "corrupt"])
