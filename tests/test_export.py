@@ -38,6 +38,9 @@ def tiny_checkpoint(path, assignment: str = "soft", refine: str = "heatmap"):
     tcfg = dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128))
     cfg = dataclasses.replace(TINY, assignment=assignment, refine=refine)
     model = PoseClassifier(cfg, PoseTokenizer(tcfg).eval()).eval()
+    if model.aux_heatmap is not None:  # untrained heatmaps are flat: sharpen them, or the refinement changes nothing
+        with torch.no_grad():
+            model.aux_heatmap[-1].weight.mul_(30)
     return save_checkpoint(path, "classifier", _ckpt_config(model), model)
 
 

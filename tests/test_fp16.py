@@ -76,9 +76,10 @@ def test_fp16_graph_keeps_norms_logits_and_decoder_in_fp32(fp16_export):
     assert convs and all(types[n.output[0]] == f16 and types[n.input[1]] == f16 for n in convs)
     norms = [n for n in nodes if n.op_type == "LayerNormalization"]
     assert norms and all(types[n.input[0]] == f32 and types[n.output[0]] == f32 for n in norms)
-    softmaxes = [n for n in nodes if n.op_type == "Softmax"]  # the token probabilities, the heatmap posterior
-    assert len(softmaxes) == 2 and all(types[n.input[0]] == f32 for n in softmaxes)
-    (softmax,) = [n for n in softmaxes if n.output[0] == "token_probs"]
+    (softmax,) = [n for n in nodes if n.op_type == "Softmax"]  # the token probabilities
+    assert softmax.output[0] == "token_probs" and types[softmax.input[0]] == f32
+    argmaxes = [n for n in nodes if n.op_type == "ArgMax"]  # the peak of the refinement's log-posterior
+    assert argmaxes and all(types[n.input[0]] == f32 for n in argmaxes)
     # cls_pred: the Linear (MatMul + bias Add) producing the logits, weights included, is FP32
     producer = {o: n for n in nodes for o in n.output}
     logits = producer[softmax.input[0]]

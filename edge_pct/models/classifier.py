@@ -85,27 +85,38 @@ def cell_sq_distances(joints: torch.Tensor, shape: tuple[int, int], stride: int)
 def refine_with_heatmap(joints: torch.Tensor, heatmaps: torch.Tensor, stride: int, sigma: float) -> torch.Tensor:
     """Token-decoded joints (B, J, 2) crop px, refined by heatmap logits (B, J, h, w) on a stride-`stride` grid.
 
-    Each joint's posterior over the grid is softmax(heatmap logits - d^2 / (2 sigma^2)): the heatmap as the
+    Each joint's log-posterior over the grid is z = heatmap logits - d^2 / (2 sigma^2): the heatmap as the
     likelihood (its training loss is a cross-entropy over this very spatial softmax), a Gaussian around the token
-    joint (`sigma` grid cells) as the prior. The result is the posterior's peak, moved to the centroid of its 3x3
-    neighbourhood for sub-cell precision. A sharp heatmap peak wins; a flat or split one (a hidden joint, a limb
-    the heatmap confuses with its twin) defers to the token pose. Elementwise ops, ArgMax and reductions only, so
-    it exports to ONNX / TensorRT as is.
+    joint (`sigma` grid cells) as the prior. The result is the posterior's peak cell, moved by a parabola through
+    z at the peak and its two neighbours, per axis. The heatmap is trained towards a Gaussian, so z is close to a
+    quadratic near its peak and the parabola's vertex finds the sub-cell position without bias (a 3x3 centroid
+    halves the offset: up to 2 px at stride 8). A sharp heatmap peak wins; a flat or split one (a hidden joint, a
+    limb the heatmap confuses with its twin) defers to the token pose. Elementwise ops, ArgMax and reductions
+    only, so it exports to ONNX / TensorRT as is.
     """
     _, _, h, w = heatmaps.shape
     xs = torch.arange(w, dtype=heatmaps.dtype, device=heatmaps.device)
     ys = torch.arange(h, dtype=heatmaps.dtype, device=heatmaps.device)[:, None]
-    d2 = cell_sq_distances(joints.to(heatmaps.dtype), (h, w), stride)
-    post = (heatmaps - d2 / (2 * sigma**2)).flatten(2).softmax(-1).view_as(heatmaps)
-    peak = post.flatten(2).argmax(-1)  # (B, J)
+    z = heatmaps - cell_sq_distances(joints.to(heatmaps.dtype), (h, w), stride) / (2 * sigma**2)
+    peak = z.flatten(2).argmax(-1)  # (B, J)
     py = torch.div(peak, w, rounding_mode="floor")
     px = (peak - py * w).to(heatmaps.dtype)
     py = py.to(heatmaps.dtype)
-    near = post * (((xs - px[..., None, None]).abs() <= 1) & ((ys - py[..., None, None]).abs() <= 1))
-    mass = near.sum((-1, -2))  # > 0: it holds the peak
-    x = (near.sum(-2) * xs).sum(-1) / mass
-    y = (near.sum(-1) * ys[:, 0]).sum(-1) / mass
-    return (torch.stack([x, y], -1) + 0.5) * stride - 0.5
+    col = [(xs - px[..., None, None] - d).abs() < 0.5 for d in (-1, 0, 1)]  # (B, J, 1, w) one-hot columns
+    row = [(ys - py[..., None, None] - d).abs() < 0.5 for d in (-1, 0, 1)]  # (B, J, h, 1) one-hot rows
+    z_x = [(z * (c & row[1])).sum((-1, -2)) for c in col]  # z left of, at and right of the peak
+    z_y = [(z * (col[1] & r)).sum((-1, -2)) for r in row]  # above, at, below
+    offset = [_parabola_vertex(*z_x, (px > 0) & (px < w - 1)), _parabola_vertex(*z_y, (py > 0) & (py < h - 1))]
+    return (torch.stack([px + offset[0], py + offset[1]], -1) + 0.5) * stride - 0.5
+
+
+def _parabola_vertex(before: torch.Tensor, peak: torch.Tensor, after: torch.Tensor,
+                     inside: torch.Tensor) -> torch.Tensor:
+    """Vertex (cells, within +-0.5) of the parabola through (-1, before), (0, peak), (1, after), peak the maximum;
+    0 on the grid border (`inside` False: no neighbour) or where the three are flat."""
+    curvature = 2 * peak - before - after  # >= 0 at a maximum
+    vertex = (after - before) / (2 * curvature.clamp(min=1e-6))
+    return torch.where(inside & (curvature > 1e-6), vertex.clamp(-0.5, 0.5), torch.zeros_like(vertex))
 
 
 def token_grid(input_size: tuple[int, int]) -> tuple[int, int]:
