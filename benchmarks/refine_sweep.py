@@ -22,6 +22,12 @@ from edge_pct.models.factory import load_classifier
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def training_subset(lsp_root: str, n: int):
+    """A seeded subset of `n` LSP-extended training persons (the same for every sweep)."""
+    persons = load_lsp(lsp_root, "train")
+    return persons.subset(np.sort(np.random.default_rng(1).choice(len(persons), n, replace=False)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a .pt checkpoint with the heatmap head")
@@ -32,8 +38,7 @@ def main() -> None:
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
 
-    persons = load_lsp(args.lsp, "train")
-    persons = persons.subset(np.sort(np.random.default_rng(1).choice(len(persons), args.persons, replace=False)))
+    persons = training_subset(args.lsp, args.persons)
     model = load_classifier(args.model)
     rows = []
     for refine, sigma in [("tokens", 0.0)] + [("heatmap", s) for s in args.sigmas]:

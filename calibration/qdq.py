@@ -258,11 +258,15 @@ def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy"
         except (TypeError, NotImplementedError):  # a reader without len/set_range: one pass
             n = None
         with contextlib.redirect_stdout(io.StringIO()) as chatter:  # the histogram calibrators print progress
-            for start in range(0, n, chunk) if n is not None else [None]:
-                if start is not None:
-                    reader.set_range(start, min(n, start + chunk))
-                calibrator.collect_data(reader)
-            data = calibrator.compute_data()
+            try:
+                for start in range(0, n, chunk) if n is not None else [None]:
+                    if start is not None:
+                        reader.set_range(start, min(n, start + chunk))
+                    calibrator.collect_data(reader)
+                data = calibrator.compute_data()
+            except ValueError as e:  # numpy: "Too many bins for data range" on a tensor with a huge range
+                raise InputFileError(f"The {method} calibrator cannot histogram '{fp32_onnx}' ({e}): re-export the "
+                                     "model with this version of edge-pct, or pass --method minmax") from None
         log.debug("onnxruntime calibrator: %s", chatter.getvalue().strip())
     return {name: (float(np.min(t.range_value[0])), float(np.max(t.range_value[1]))) for name, t in data.items()}
 

@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coco-ann", help="COCO keypoints json")
     p.add_argument("--images", help="folder of the json's images")
     p.add_argument("--lsp", metavar="LSPET_ROOT", help="PCK@0.2 on the LSP-extended held-out slice instead")
-    p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
+    p.add_argument("--flip", action="store_true",
+                   help="flip test: also run the mirrored crop; average where both agree, else keep the surer joint")
     p.add_argument("--occlude", nargs=2, type=float, metavar=("LO", "HI"),
                    help="paste a synthetic occluder over a random LO-HI share of each person's box first, e.g. 0.2 0.4")
     p.set_defaults(func=_cmd_eval)

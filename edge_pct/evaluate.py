@@ -23,6 +23,9 @@ from edge_pct.processing import apply_affine, invert_affine, warp_crops
 # LSP PCK normalisation: torso = distance between the left shoulder and the right hip (COCO indices).
 TORSO = (5, 12)
 LSP_BODY = tuple(range(5, 17))
+# Flip test: the two passes are averaged where they agree within this share of the crop height (2 heatmap cells
+# at 256 px); chosen on 800 LSP training persons (benchmarks/flip_sweep.py).
+FLIP_AGREE = 1 / 16
 
 
 @dataclass
@@ -37,11 +40,11 @@ class Estimator:
     close: Callable[[], None] = lambda: None  # releases native resources (MediaPipe); call when done
 
 
-def torch_estimator(model, flip: bool = False, batch: int = 32) -> Estimator:
-    """Wrap a PoseClassifier; `flip` averages with the mirrored crop (PCT-NOTES 3 step 4)."""
+def torch_estimator(model, flip: bool = False, batch: int = 32, flip_agree: float = FLIP_AGREE) -> Estimator:
+    """Wrap a PoseClassifier; `flip` also runs the mirrored crop (PCT-NOTES 3 step 4; see `fuse_flip`)."""
     from edge_pct.engines.runtime import TorchBackend
 
-    return _backend_estimator(TorchBackend(model, batch=batch), flip, batch)
+    return _backend_estimator(TorchBackend(model, batch=batch), flip, batch, flip_agree)
 
 
 def onnx_estimator(path: str | Path, flip: bool = False) -> Estimator:
@@ -51,12 +54,12 @@ def onnx_estimator(path: str | Path, flip: bool = False) -> Estimator:
     return _backend_estimator(OnnxRuntimeBackend(path), flip)
 
 
-def _backend_estimator(backend, flip: bool, batch: int = 32) -> Estimator:
+def _backend_estimator(backend, flip: bool, batch: int = 32, flip_agree: float = FLIP_AGREE) -> Estimator:
     """Any PoseBackend on BGR uint8 crops (N, H, W, 3) -> {"joints" (N, 17, 2) crop px, "scores" (N, 17)}."""
     from edge_pct.data.transforms import flip_joints
     from edge_pct.processing import to_model_input
 
-    w = backend.input_size[0]
+    w, h = backend.input_size
 
     def run(crops: np.ndarray) -> dict[str, np.ndarray]:
         joints, scores = [], []
@@ -67,12 +70,26 @@ def _backend_estimator(backend, flip: bool, batch: int = 32) -> Estimator:
             if flip:
                 out_f = backend(np.ascontiguousarray(x[..., ::-1]))
                 jc = flip_joints(np.concatenate([out_f["joints"], out_f["confidence"][..., None]], -1), w)
-                j, c = (j + jc[..., :2]) / 2, (c + jc[..., 2]) / 2
+                j, c = fuse_flip(j, c, jc[..., :2], jc[..., 2], flip_agree * h)
             joints.append(j)
             scores.append(c)
         return {"joints": np.concatenate(joints), "scores": np.concatenate(scores)}
 
     return Estimator("pct", backend.input_size, run, backend=backend.name, precision=backend.precision)
+
+
+def fuse_flip(joints: np.ndarray, conf: np.ndarray, joints_flip: np.ndarray, conf_flip: np.ndarray,
+              agree_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse the plain and the mirrored pass (both (N, 17, 2) crop px in the plain frame, confidences (N, 17)).
+
+    Where the two joints agree within `agree_px` they are averaged (the usual flip test); where they do not, one
+    pass has locked onto something else (the heatmap refinement follows a sharp peak: the twin limb, a neighbour)
+    and averaging would land between the two, so the pass with the higher per-joint confidence is kept. The fused
+    confidence is the higher of the two.
+    """
+    agree = np.linalg.norm(joints - joints_flip, axis=-1) < agree_px
+    pick = np.where((conf_flip > conf)[..., None], joints_flip, joints)
+    return np.where(agree[..., None], (joints + joints_flip) / 2, pick), np.maximum(conf, conf_flip)
 
 
 def mediapipe_estimator(task_path: str | Path, input_size: tuple[int, int] = (192, 256)) -> Estimator:

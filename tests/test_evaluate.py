@@ -1,4 +1,4 @@
-"""Top-down evaluation: the crop path agrees with the point transforms, flip-test symmetry, PCK by hand,
+"""Top-down evaluation: the crop path agrees with the point transforms, flip-test symmetry and fusion, PCK by hand,
 the LSP reader, and a full COCO evaluation through the command line on a synthetic image."""
 
 from __future__ import annotations
@@ -62,6 +62,19 @@ def test_flip_test_is_mirror_symmetric():
     mirrored = flip_joints(np.concatenate([a["joints"], a["scores"][..., None]], -1), 48)
     np.testing.assert_allclose(b["joints"], mirrored[..., :2], atol=1e-3)
     np.testing.assert_allclose(b["scores"], mirrored[..., 2], atol=1e-5)
+
+
+def test_fuse_flip_averages_agreeing_joints_and_keeps_the_surer_of_two_that_disagree():
+    from edge_pct.evaluate import fuse_flip
+
+    plain = np.array([[[10.0, 10.0], [50.0, 20.0], [5.0, 5.0]]])
+    mirrored = np.array([[[12.0, 10.0], [20.0, 20.0], [40.0, 5.0]]])  # joints 1 and 2: 30 and 35 px apart
+    conf, conf_m = np.array([[0.9, 0.8, 0.3]]), np.array([[0.5, 0.4, 0.7]])
+    joints, scores = fuse_flip(plain, conf, mirrored, conf_m, agree_px=4.0)
+    np.testing.assert_allclose(joints[0], [[11.0, 10.0], [50.0, 20.0], [40.0, 5.0]])  # mean, plain, mirrored
+    np.testing.assert_allclose(scores[0], [0.9, 0.8, 0.7])
+    joints, _ = fuse_flip(plain, conf, mirrored, conf_m, agree_px=np.inf)  # the plain average
+    np.testing.assert_allclose(joints, (plain + mirrored) / 2)
 
 
 def test_pck_by_hand():

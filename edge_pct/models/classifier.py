@@ -106,17 +106,20 @@ def refine_with_heatmap(joints: torch.Tensor, heatmaps: torch.Tensor, stride: in
     row = [(ys - py[..., None, None] - d).abs() < 0.5 for d in (-1, 0, 1)]  # (B, J, h, 1) one-hot rows
     z_x = [(z * (c & row[1])).sum((-1, -2)) for c in col]  # z left of, at and right of the peak
     z_y = [(z * (col[1] & r)).sum((-1, -2)) for r in row]  # above, at, below
-    offset = [_parabola_vertex(*z_x, (px > 0) & (px < w - 1)), _parabola_vertex(*z_y, (py > 0) & (py < h - 1))]
+    offset = [_parabola_vertex(*z_x, px > 0, px < w - 1), _parabola_vertex(*z_y, py > 0, py < h - 1)]
     return (torch.stack([px + offset[0], py + offset[1]], -1) + 0.5) * stride - 0.5
 
 
 def _parabola_vertex(before: torch.Tensor, peak: torch.Tensor, after: torch.Tensor,
-                     inside: torch.Tensor) -> torch.Tensor:
-    """Vertex (cells, within +-0.5) of the parabola through (-1, before), (0, peak), (1, after), peak the maximum;
-    0 on the grid border (`inside` False: no neighbour) or where the three are flat."""
+                     has_before: torch.Tensor, has_after: torch.Tensor) -> torch.Tensor:
+    """Vertex (cells) of the parabola through (-1, before), (0, peak), (1, after), where peak is the maximum.
+
+    A neighbour off the grid (`has_*` False) mirrors the other one, which puts the vertex at 0. Every intermediate
+    stays bounded (|after - before| <= curvature at a maximum, so |vertex| <= 0.5): an INT8 calibrator that
+    histograms every tensor of the graph sees no huge values."""
+    before, after = torch.where(has_before, before, after), torch.where(has_after, after, before)
     curvature = 2 * peak - before - after  # >= 0 at a maximum
-    vertex = (after - before) / (2 * curvature.clamp(min=1e-6))
-    return torch.where(inside & (curvature > 1e-6), vertex.clamp(-0.5, 0.5), torch.zeros_like(vertex))
+    return ((after - before) / (2 * curvature.clamp(min=1e-6))).clamp(-0.5, 0.5)
 
 
 def token_grid(input_size: tuple[int, int]) -> tuple[int, int]:
