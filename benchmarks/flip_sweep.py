@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from refine_sweep import DATA, training_subset
+from refine_sweep import add_subset_args, training_subset
 
 from edge_pct.evaluate import pck, predict_persons, torch_estimator
 from edge_pct.models.factory import load_classifier
@@ -24,9 +24,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a .pt checkpoint")
     ap.add_argument("--agree", nargs="+", type=float, default=[0.015625, 0.03125, 0.0625, 0.09375, 0.125, 0.1875],
                     help="agreement radii to try, in crop heights")
-    ap.add_argument("--persons", type=int, default=800, help="training persons scored (seeded subset)")
-    ap.add_argument("--lsp", default=str(DATA / "lspet"))
-    ap.add_argument("--json", required=True)
+    add_subset_args(ap)
     args = ap.parse_args()
 
     persons = training_subset(args.lsp, args.persons)

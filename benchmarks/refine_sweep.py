@@ -28,14 +28,19 @@ def training_subset(lsp_root: str, n: int):
     return persons.subset(np.sort(np.random.default_rng(1).choice(len(persons), n, replace=False)))
 
 
+def add_subset_args(ap: argparse.ArgumentParser) -> None:
+    """--persons / --lsp (the training subset of `training_subset`) and --json (where the rows go)."""
+    ap.add_argument("--persons", type=int, default=800, help="training persons scored (seeded subset)")
+    ap.add_argument("--lsp", default=str(DATA / "lspet"))
+    ap.add_argument("--json", required=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a .pt checkpoint with the heatmap head")
     ap.add_argument("--sigmas", nargs="+", type=float, default=[0.03125, 0.0625, 0.09375, 0.125, 0.1875],
                     help="prior widths to try, in crop heights")
-    ap.add_argument("--persons", type=int, default=800, help="training persons scored (seeded subset)")
-    ap.add_argument("--lsp", default=str(DATA / "lspet"))
-    ap.add_argument("--json", required=True)
+    add_subset_args(ap)
     args = ap.parse_args()
 
     persons = training_subset(args.lsp, args.persons)
