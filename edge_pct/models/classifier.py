@@ -98,15 +98,16 @@ def refine_with_heatmap(joints: torch.Tensor, heatmaps: torch.Tensor, stride: in
     xs = torch.arange(w, dtype=heatmaps.dtype, device=heatmaps.device)
     ys = torch.arange(h, dtype=heatmaps.dtype, device=heatmaps.device)[:, None]
     z = heatmaps - cell_sq_distances(joints.to(heatmaps.dtype), (h, w), stride) / (2 * sigma**2)
-    peak = z.flatten(2).argmax(-1)  # (B, J)
+    peak = z.flatten(2).argmax(-1)  # (B, J); not max(-1): its ReduceMax needs opset 18
     py = torch.div(peak, w, rounding_mode="floor")
     px = (peak - py * w).to(heatmaps.dtype)
     py = py.to(heatmaps.dtype)
     col = [(xs - px[..., None, None] - d).abs() < 0.5 for d in (-1, 0, 1)]  # (B, J, 1, w) one-hot columns
     row = [(ys - py[..., None, None] - d).abs() < 0.5 for d in (-1, 0, 1)]  # (B, J, h, 1) one-hot rows
-    z_x = [(z * (c & row[1])).sum((-1, -2)) for c in col]  # z left of, at and right of the peak
-    z_y = [(z * (col[1] & r)).sum((-1, -2)) for r in row]  # above, at, below
-    offset = [_parabola_vertex(*z_x, px > 0, px < w - 1), _parabola_vertex(*z_y, py > 0, py < h - 1)]
+    left, z_peak, right = ((z * (c & row[1])).sum((-1, -2)) for c in col)  # z left of, at and right of the peak
+    above, below = ((z * (col[1] & row[d])).sum((-1, -2)) for d in (0, 2))
+    offset = [_parabola_vertex(left, z_peak, right, px > 0, px < w - 1),
+              _parabola_vertex(above, z_peak, below, py > 0, py < h - 1)]
     return (torch.stack([px + offset[0], py + offset[1]], -1) + 0.5) * stride - 0.5
 
 
