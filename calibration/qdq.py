@@ -234,22 +234,43 @@ def _session_options(ort: Any, threads: int | None, optimize: bool = True) -> An
     return opts
 
 
+def _quantizable_ops() -> list[str]:
+    """The node types ONNX Runtime's quantizer can put Q/DQ around."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
+
+
+def calibration_tensors(model: Any, exclude: Iterable[str]) -> set[str]:
+    """The activation tensors a Q/DQ model of `model` (onnx.ModelProto) may quantize: inputs and outputs of the
+    quantizable nodes not in `exclude`, initializers left out. A tensor only excluded nodes touch (an FP32 island
+    such as the heatmap refinement) never gets a Q/DQ pair, so it needs no range."""
+    exclude, ops = set(exclude), set(_quantizable_ops())
+    constants = {t.name for t in model.graph.initializer}
+    return {t for n in model.graph.node if n.op_type in ops and n.name not in exclude
+            for t in (*n.input, *n.output) if t and t not in constants}
+
+
 def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy", threads: int | None = None,
-                     chunk: int = 8) -> dict[str, tuple[float, float]]:
+                     chunk: int = 8, exclude: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:
     """Run ONNX Runtime's `method` calibrator over `reader` and return {tensor name: (min, max)} (float32 values).
 
-    Calibrates the inputs and outputs of every node type ONNX Runtime can quantize, as `quantize_static` would.
+    Calibrates `calibration_tensors` of the graph with `exclude` (default: `float_nodes`), the tensors
+    `quantize_qdq` can put a Q/DQ pair on; the FP32 islands are neither histogrammed nor returned.
     A reader with len() and set_range (`reader.calibration_reader`) is collected `chunk` items at a time so memory
     stays bounded (min-max: the same as one pass; histograms: merged per chunk); any other reader in one pass.
     """
     quant = require("onnxruntime.quantization", "cpu")
     ort = require("onnxruntime", "cpu")
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    onnx = require("onnx", "cpu")
 
-    ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
+    fp32 = onnx.load(str(fp32_onnx))
+    wanted = calibration_tensors(fp32, float_nodes(fp32) if exclude is None else exclude)
     with tempfile.TemporaryDirectory(prefix="edge-pct-calib-") as tmp, _quiet_root_warnings():
-        calibrator = quant.create_calibrator(Path(fp32_onnx), ops, str(Path(tmp) / "augmented.onnx"),
+        calibrator = quant.create_calibrator(Path(fp32_onnx), _quantizable_ops(), str(Path(tmp) / "augmented.onnx"),
                                              calibrate_method=_ort_method(quant, method))
+        if hasattr(calibrator, "tensors_to_calibrate"):  # the histogram calibrators: histogram only what is wanted
+            calibrator.tensors_to_calibrate = set(calibrator.tensors_to_calibrate) & wanted
         calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path,
                                                         _session_options(ort, threads, optimize=False),
                                                         providers=["CPUExecutionProvider"])
@@ -268,7 +289,8 @@ def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy"
                 raise InputFileError(f"The {method} calibrator cannot histogram '{fp32_onnx}' ({e}): re-export the "
                                      "model with this version of edge-pct, or pass --method minmax") from None
         log.debug("onnxruntime calibrator: %s", chatter.getvalue().strip())
-    return {name: (float(np.min(t.range_value[0])), float(np.max(t.range_value[1]))) for name, t in data.items()}
+    return {name: (float(np.min(t.range_value[0])), float(np.max(t.range_value[1]))) for name, t in data.items()
+            if name in wanted}
 
 
 def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = None, method: str = "entropy",
@@ -304,7 +326,7 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
     if ranges is None:
         if reader is None:
             raise ValueError("quantize_qdq needs a calibration reader or precomputed ranges")
-        ranges = calibrate_ranges(fp32_onnx, reader, method, threads)
+        ranges = calibrate_ranges(fp32_onnx, reader, method, threads, exclude=exclude)
     ort_method = _ort_method(quant, method)
     data = quant.TensorsData(ort_method, {k: quant.TensorData(lowest=np.float32(lo), highest=np.float32(hi))
                                           for k, (lo, hi) in ranges.items()})

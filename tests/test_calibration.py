@@ -314,9 +314,25 @@ def test_minmax_ranges_match_a_plain_onnxruntime_pass(tiny_export, coco_set):
     names = [o.name for o in sess.get_outputs()]
     outs = [dict(zip(names, sess.run(None, {"images": to_model_input(crops[s:s + 2])}), strict=True))
             for s in range(0, len(crops), 2)]
-    assert len(ranges) > 100 and "div" in ranges and "token_probs" in ranges
+    assert len(ranges) > 100 and not {"div", "token_probs"} & set(ranges)  # stem input, softmax: FP32
     for t, (lo, hi) in ranges.items():
         assert lo == min(float(o[t].min()) for o in outs) and hi == max(float(o[t].max()) for o in outs), t
+
+
+def test_ranges_cover_what_each_qdq_model_quantizes_and_nothing_of_the_fp32_island(tiny_export, entropy_run):
+    """Calibrated: every activation a Q/DQ model quantizes. Not calibrated: the tensors only FP32-island nodes touch
+    (the heatmap refinement, the decoder), which no Q/DQ pair can reach (histogramming them once crashed)."""
+    from edge_pct.calibration.qdq import float_nodes, qdq_summary
+
+    fp32 = onnx.load(tiny_export["onnx"])
+    keep = set(float_nodes(fp32))
+    ranges = entropy_run["result"]["ranges"]
+    for name in ("int8_onnx", "cpu_onnx"):
+        quantized = qdq_summary(onnx.load(entropy_run["result"][name]), keep)["activations"]
+        assert quantized and set(quantized) <= set(ranges), name
+    touched_outside = {t for n in fp32.graph.node if n.name not in keep for t in (*n.input, *n.output)}
+    island_only = {t for n in fp32.graph.node if n.name in keep for t in n.output} - touched_outside
+    assert len(island_only) > 50 and not island_only & set(ranges)
 
 
 def test_crop_selection_is_seeded_and_splits_by_image(coco_set, tmp_path):
