@@ -177,10 +177,12 @@ def evaluate_coco(est: Estimator, ann_path: str | Path, images_dir: str | Path,
             "precision": est.precision, "model": est.name, "occlusion": list(occlusion) if occlusion else None}
 
 
-def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2, joint_mask: np.ndarray | None = None) -> dict:
-    """PCK@threshold over the labeled LSP body joints, normalised by the torso (left shoulder - right hip).
+def pck_hits(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2,
+             joint_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per joint of the scored persons: hit (P, 12) and labeled (P, 12) bool over the LSP body joints (`pck`).
 
-    pred (N, 17, 2), gt (N, 17, 3) image px; persons without both torso joints are skipped. `joint_mask`
+    pred (N, 17, 2), gt (N, 17, 3) image px; the P persons with both torso joints are scored, in order. A joint hits
+    when it is labeled and within `threshold` torso lengths (left shoulder - right hip) of the truth. `joint_mask`
     (N, 17) bool scores only the joints it marks (e.g. those under an occluder).
     """
     torso = np.linalg.norm(gt[:, TORSO[0], :2] - gt[:, TORSO[1], :2], axis=-1)
@@ -190,10 +192,16 @@ def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2, joint_mask: np
     if joint_mask is not None:
         lab &= joint_mask[ok][:, body]
     dist = np.linalg.norm(pred[ok][:, body] - gt[ok][:, body, :2], axis=-1) / torso[ok, None]
-    hit = (dist <= threshold) & lab
+    return (dist <= threshold) & lab, lab
+
+
+def pck(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.2, joint_mask: np.ndarray | None = None) -> dict:
+    """PCK@threshold over the labeled LSP body joints, normalised by the torso (see `pck_hits`): the share of
+    labeled joints that hit, overall and per joint, and the number of persons scored."""
+    hit, lab = pck_hits(pred, gt, threshold, joint_mask)
     per_joint = hit.sum(0) / np.maximum(lab.sum(0), 1)
-    return {"pck": float(hit.sum() / max(1, lab.sum())), "persons": int(ok.sum()),
-            "pck_per_joint": {int(j): float(v) for j, v in zip(body, per_joint, strict=True)}}
+    return {"pck": float(hit.sum() / max(1, lab.sum())), "persons": len(hit),
+            "pck_per_joint": {int(j): float(v) for j, v in zip(LSP_BODY, per_joint, strict=True)}}
 
 
 def evaluate_lsp(est: Estimator, lsp_root: str | Path, threshold: float = 0.2,

@@ -13,7 +13,7 @@ import torch
 
 from conftest import SHARED_DATA, require_data, write_one_person_coco
 from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
-from edge_pct.evaluate import Estimator, pck, predict_persons, torch_estimator
+from edge_pct.evaluate import Estimator, pck, pck_hits, predict_persons, torch_estimator
 from edge_pct.processing import apply_affine, invert_affine, warp_crops
 
 
@@ -89,6 +89,11 @@ def test_pck_by_hand():
     res = pck(pred, gt)
     assert res["pck"] == pytest.approx(10 / 12) and res["persons"] == 1
     assert res["pck_per_joint"][7] == 0.0 and res["pck_per_joint"][6] == 1.0
+    # per person and joint (what the peer bootstrap resamples); a person without a torso joint is not scored
+    no_torso = gt.copy()
+    no_torso[0, 12, 2] = 0
+    hit, lab = pck_hits(np.concatenate([pred, pred]), np.concatenate([gt, no_torso]))
+    assert hit.shape == lab.shape == (1, 12) and lab.all() and hit.sum() == 10 and not hit[0, [2, 3]].any()
 
 
 def test_lsp_reader_splits_and_maps():
