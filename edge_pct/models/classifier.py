@@ -116,8 +116,8 @@ def _parabola_vertex(before: torch.Tensor, peak: torch.Tensor, after: torch.Tens
     """Vertex (cells) of the parabola through (-1, before), (0, peak), (1, after), where peak is the maximum.
 
     A neighbour off the grid (`has_*` False) mirrors the other one, which puts the vertex at 0. Every intermediate
-    stays bounded (|after - before| <= curvature at a maximum, so |vertex| <= 0.5): an INT8 calibrator that
-    histograms every tensor of the graph sees no huge values."""
+    stays bounded (|after - before| <= curvature at a maximum, so |vertex| <= 0.5): no huge values in an FP16 graph
+    or in a calibrator that histograms this tensor."""
     before, after = torch.where(has_before, before, after), torch.where(has_after, after, before)
     curvature = 2 * peak - before - after  # >= 0 at a maximum
     return ((after - before) / (2 * curvature.clamp(min=1e-6))).clamp(-0.5, 0.5)
