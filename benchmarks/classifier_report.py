@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from model_report import gmac, inference_params, ms_per_person
 
 from edge_pct import DEFAULT_MODEL
+from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import evaluate_coco, evaluate_lsp, mediapipe_estimator, torch_estimator
 from edge_pct.models.factory import load_classifier
 
@@ -77,4 +79,4 @@ def _scores(est, args) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main, "classifier_report.py"))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from refine_sweep import add_subset_args, training_subset
 
+from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import pck, predict_persons, torch_estimator
 from edge_pct.models.factory import load_classifier
 
@@ -40,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main, "flip_sweep.py"))

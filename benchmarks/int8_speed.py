@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_pct.calibration.ort_cpu import LEVELS, interleaved_times_ms, op_counts, optimized_graph
+from edge_pct.errors import InputFileError, run_reporting_errors
 
 
 def _session(ort, path: Path, threads: int, level: str, disabled: list[str] | None = None):
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops", action="store_true", help="also print the op counts of the optimized INT8 graph")
     p.add_argument("--json", type=Path, help="also write the result here")
     a = p.parse_args(argv)
+    for path in (a.onnx, a.int8):
+        if not path.is_file():
+            raise InputFileError(f"'{path}' not found: pass the graphs that `edge-pct export` and `calibrate` wrote")
     res = measure(a.onnx, a.int8, a.batch, a.threads, a.runs, a.warmup, a.opt_level, disabled=a.disable)
     print(f"batch {a.batch} threads {a.threads} runs {a.runs} ({a.opt_level}): fp32 {res['fp32_ms_median']:.2f} ms, "
           f"int8 {res['int8_ms_median']:.2f} ms, fp32/int8 {res['speedup']:.2f}x "
@@ -91,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_errors(main, "int8_speed.py"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from edge_pct import DEFAULT_MODEL
+from edge_pct.errors import run_reporting_errors
 from edge_pct.models.factory import load_classifier
 
 
@@ -66,4 +68,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main, "model_report.py"))

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from edge_pct import DEFAULT_MODEL
 from edge_pct.data.lsp import load_lsp
+from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import mediapipe_estimator, pck_hits, predict_persons, torch_estimator
 from edge_pct.models.factory import load_classifier
 
@@ -60,4 +62,4 @@ def _per_person(est, persons) -> tuple[np.ndarray, np.ndarray]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main, "peer_bootstrap.py"))

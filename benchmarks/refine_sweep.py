@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from edge_pct.data.lsp import load_lsp
+from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import pck, predict_persons, torch_estimator
 from edge_pct.models.factory import load_classifier
 
@@ -59,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main, "refine_sweep.py"))

@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from edge_pct import DEFAULT_MODEL
 from edge_pct.bench import run_bench, run_peer
 from edge_pct.config import StreamConfig
 from edge_pct.engines.model_files import open_backend
+from edge_pct.errors import run_reporting_errors
 from edge_pct.stream.detectors import create_detector
 from edge_pct.stream.pipeline import PosePipeline
 
@@ -81,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main, "stream_report.py"))

@@ -11,6 +11,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 
 from edge_pct import DEFAULT_TOKENIZER
 from edge_pct.data.coco import load_coco_json, load_poses
+from edge_pct.errors import run_reporting_errors
 from edge_pct.knn_baseline import KnnPoseCompleter
 from edge_pct.tokenizer_eval import evaluate_tokenizer_model, score_completer, tokenizer_completer
 from edge_pct.train.checkpoint import load_tokenizer
@@ -91,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main, "tokenizer_report.py"))

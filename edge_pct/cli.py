@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from edge_pct import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
-from edge_pct.errors import EdgePctError
+from edge_pct.errors import EdgePctError, run_reporting_errors
 
 
 def _write_json(path: str | None, payload: dict[str, Any]) -> None:
@@ -288,14 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    try:
-        return args.func(args)
-    except EdgePctError as e:
-        print(f"edge-pct {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"edge-pct {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_reporting_errors(lambda: args.func(args), f"edge-pct {args.command}")
 
 
 if __name__ == "__main__":

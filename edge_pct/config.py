@@ -158,6 +158,7 @@ class TrainConfig:
     shift_factor: float = 0.16
     half_body_prob: float = 0.3
     color_prob: float = 0.8
+    sharpen_prob: float = 0.0  # unsharp mask on the crop (LSP crops are softer than everyday scenes)
     occlusion_prob: float = 0.5  # synthetic occluder patches over the person
     workers: int = 1
     seed: int = 0

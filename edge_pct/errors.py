@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class EdgePctError(Exception):
     """A problem with the user's input or environment; the message names the problem and the fix."""
@@ -21,3 +24,17 @@ class MissingDependencyError(EdgePctError):
 
 class SourceError(EdgePctError):
     """A camera or stream that cannot be opened, or that stopped delivering frames."""
+
+
+def run_reporting_errors(run: Callable[[], int | None], prog: str) -> int:
+    """Call `run` and return its exit code (None counts as 0); an EdgePctError becomes one stderr line
+    "PROG: error: MESSAGE" and exit code 2, Ctrl-C "PROG: interrupted" and 130. The CLI and the benchmark
+    scripts share it, so neither shows a user a traceback for input they can fix."""
+    try:
+        return run() or 0
+    except EdgePctError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -217,6 +217,26 @@ def test_loss_decreases_on_a_tiny_real_batch(tiny_model):
     assert all(end[k] < start[k] for k in terms), (start, end)
 
 
+def test_sharpen_augmentation_steepens_soft_edges():
+    """A blurred step edge (a soft, upsampled person outline) comes out steeper, its flat sides unchanged on
+    average; with probability 0 the crop passes through untouched."""
+    import cv2
+
+    from edge_pct.data.topdown import _sharpen
+
+    crop = np.full((64, 48, 3), 60, np.uint8)
+    crop[:, 24:] = 180
+    soft = cv2.GaussianBlur(crop, (0, 0), 1.0)
+    rng = np.random.default_rng(0)
+    assert _sharpen(rng, soft, 0.0) is soft
+    sharpened = [_sharpen(rng, soft, 1.0) for _ in range(10)]
+    assert all(s.dtype == np.uint8 and s.shape == soft.shape for s in sharpened)
+    steepest = [np.abs(np.diff(img[32, :, 0].astype(int))).max() for img in (soft, *sharpened)]
+    assert min(steepest[1:]) > steepest[0] and np.mean(steepest[1:]) > 1.15 * steepest[0], steepest
+    sharp = sharpened[0]
+    assert abs(sharp[:, :12].mean() - 60) < 1 and abs(sharp[:, -12:].mean() - 180) < 1
+
+
 def test_train_command_runs_resumes_and_writes_a_loadable_model(tmp_path, tiny_model, capsys):
     """`edge-pct train` on a 4-person synthetic COCO set: finishes, resumes, and eval-able model.pt."""
     import json

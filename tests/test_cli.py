@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +128,17 @@ def test_train_offers_every_model_variant():
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     variant = next(a for a in train._actions if a.dest == "variant")
     assert sorted(variant.choices) == sorted(MODEL_VARIANTS)
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("model_report.py", ["--model", "MISSING"]),
+    ("int8_speed.py", ["--onnx", "MISSING", "--int8", "MISSING"]),
+])
+def test_benchmark_scripts_report_bad_input_in_one_line(tmp_path, script, argv):
+    """The developer tools in benchmarks/ share the CLI's error handling: one line, exit 2, no traceback."""
+    missing = str(tmp_path / "missing.file")
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}", *[missing if a == "MISSING" else a for a in argv]],
+                          capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith(f"{script}: error:") and "missing.file" in err and len(err.splitlines()) == 1, err

@@ -156,7 +156,8 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
     last = out / "last.pt"
     aug = PoseAugment(t.flip_prob, t.rot_prob, t.rot_sigma, t.scale_sigma, t.shift_prob, t.shift_factor,
                       t.half_body_prob)
-    dataset = CropDataset(persons, cfg.model.input_size, t.padding, aug, t.color_prob, t.occlusion_prob, t.seed)
+    dataset = CropDataset(persons, cfg.model.input_size, t.padding, aug, t.color_prob, t.occlusion_prob, t.seed,
+                          t.sharpen_prob)
     resuming = last.exists()
     if init is not None and not resuming:
         blob = _read_same_model(init, cfg, "pass the same --variant and --config as the run that trained it",
