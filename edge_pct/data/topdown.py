@@ -74,8 +74,9 @@ def _color_jitter(rng: np.random.Generator, crop: np.ndarray, prob: float) -> np
 def _sharpen(rng: np.random.Generator, crop: np.ndarray, prob: float) -> np.ndarray:
     """Unsharp mask, crop + a * (crop - blur(crop)), a ~ U(0.3, 1.5), Gaussian sigma ~ U(0.7, 1.5) px;
     (H, W, 3) uint8. LSP persons are upsampled about 1.5x into the crop, COCO persons 1.2x (median), so LSP
-    crops are softer than the everyday scenes the model meets: this shows it crisper edges."""
-    if rng.random() >= prob:
+    crops are softer than the everyday scenes the model meets: this shows it crisper edges. At prob 0 it draws
+    nothing from `rng`, so runs without it keep the augmentation stream of the runs before it existed."""
+    if prob <= 0 or rng.random() >= prob:
         return crop
     import cv2
 
