@@ -35,7 +35,7 @@ def oks_ap(ann_path: str | Path, results: list[dict]) -> dict[str, float]:
             gt = COCO(str(ann_path))
         except (json.JSONDecodeError, KeyError) as e:
             raise InputFileError(f"'{ann_path}' is not a COCO keypoints json ({e})") from e
-        dt = gt.loadRes(results)
+        dt = gt.loadRes([dict(r) for r in results])  # loadRes adds keys to the dicts: leave the caller's alone
         ev = COCOeval(gt, dt, "keypoints")
         ev.params.imgIds = sorted({r["image_id"] for r in results})
         ev.evaluate()

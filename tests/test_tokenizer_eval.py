@@ -29,7 +29,9 @@ def _one_person(tmp_path, area=4000.0):
 def test_oks_ap_matches_a_hand_computed_case(tmp_path):
     path, kp = _one_person(tmp_path)
     perfect = keypoint_results(np.array([3]), kp[None, :, :2], np.ones((1, 17)), np.ones(1))
+    keys = set(perfect[0])
     assert oks_ap(path, perfect)["ap"] == pytest.approx(1.0)
+    assert set(perfect[0]) == keys  # the caller's results are left as they were (pycocotools adds keys)
     # Shift every joint by d px: OKS = mean_j exp(-d^2 / (2 * area * (2 sigma_j)^2)) (COCO definition).
     d = 3.0
     k = 2 * np.array(OKS_SIGMAS)
