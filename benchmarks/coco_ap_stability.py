@@ -8,18 +8,16 @@ model): the paired AP difference to the first model, its 5-95% range and the sha
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from edge_pct.coco_eval import keypoint_results, oks_ap
+from edge_pct.coco_eval import oks_ap
 from edge_pct.data.topdown import load_coco_persons
 from edge_pct.errors import run_reporting_errors
-from edge_pct.evaluate import instance_scores, predict_persons, torch_estimator
+from edge_pct.evaluate import coco_keypoint_results, torch_estimator
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -34,14 +32,10 @@ def main() -> None:
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     persons = load_coco_persons(args.coco_ann, args.coco_images)
-    results = []
-    for path in args.model:
-        joints, scores, _, _ = predict_persons(torch_estimator(load_classifier(path)), persons)
-        results.append(keypoint_results(persons.image_ids, joints, scores, instance_scores(scores)))
+    results = [coco_keypoint_results(torch_estimator(load_classifier(path)), persons)[0] for path in args.model]
 
     def ap_of(res: list[dict], keep: set | None = None) -> float:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables
-            return oks_ap(args.coco_ann, [r for r in res if keep is None or r["image_id"] in keep])["ap"]
+        return oks_ap(args.coco_ann, [r for r in res if keep is None or r["image_id"] in keep])["ap"]
 
     ids = np.unique(persons.image_ids)
     rng = np.random.default_rng(0)

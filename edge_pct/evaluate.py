@@ -164,15 +164,24 @@ def instance_scores(scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
     return np.where(above.any(1), (scores * above).sum(1) / np.maximum(above.sum(1), 1), scores.mean(1))
 
 
+def coco_keypoint_results(est: Estimator, persons: PersonSet,
+                          occlusion: tuple[float, float] | None = None) -> tuple[list[dict], float]:
+    """COCO keypoint results of `est` on the GT boxes of `persons` (keypoint score = per-joint confidence, person
+    score = `instance_scores`), and ms per person. `occlusion`: see predict_persons."""
+    from edge_pct.coco_eval import keypoint_results
+
+    joints, scores, ms, _ = predict_persons(est, persons, occlusion=occlusion)
+    return keypoint_results(persons.image_ids, joints, scores, instance_scores(scores)), ms
+
+
 def evaluate_coco(est: Estimator, ann_path: str | Path, images_dir: str | Path,
                   occlusion: tuple[float, float] | None = None) -> dict:
     """COCO OKS-AP with GT boxes; keypoint score = per-joint confidence. `occlusion`: see predict_persons."""
-    from edge_pct.coco_eval import keypoint_results, oks_ap
+    from edge_pct.coco_eval import oks_ap
     from edge_pct.data.topdown import load_coco_persons
 
     persons = load_coco_persons(ann_path, images_dir)
-    joints, scores, ms, _ = predict_persons(est, persons, occlusion=occlusion)
-    results = keypoint_results(persons.image_ids, joints, scores, instance_scores(scores))
+    results, ms = coco_keypoint_results(est, persons, occlusion)
     return {**oks_ap(ann_path, results), "persons": len(persons), "ms_per_person": ms, "backend": est.backend,
             "precision": est.precision, "model": est.name, "occlusion": list(occlusion) if occlusion else None}
 
