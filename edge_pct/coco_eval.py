@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 from pathlib import Path
@@ -25,16 +26,16 @@ def oks_ap(ann_path: str | Path, results: list[dict]) -> dict[str, float]:
 
     Returns ap (0.50:0.95), ap50, ap75, ap_medium, ap_large, ar.
     """
-    from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     if not results:
         raise InputFileError(f"No persons with labeled keypoints to score in '{ann_path}'")
+    try:
+        stat = Path(ann_path).stat()
+    except OSError as e:
+        raise InputFileError(f"Cannot read '{ann_path}' ({e}): pass a COCO keypoints json") from e
+    gt = _ground_truth(str(Path(ann_path).resolve()), stat.st_mtime_ns, stat.st_size)
     with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            gt = COCO(str(ann_path))
-        except (json.JSONDecodeError, KeyError) as e:
-            raise InputFileError(f"'{ann_path}' is not a COCO keypoints json ({e})") from e
         dt = gt.loadRes([dict(r) for r in results])  # loadRes adds keys to the dicts: leave the caller's alone
         ev = COCOeval(gt, dt, "keypoints")
         ev.params.imgIds = sorted({r["image_id"] for r in results})
@@ -44,3 +45,17 @@ def oks_ap(ann_path: str | Path, results: list[dict]) -> dict[str, float]:
     s = ev.stats
     return {"ap": float(s[0]), "ap50": float(s[1]), "ap75": float(s[2]), "ap_medium": float(s[3]),
             "ap_large": float(s[4]), "ar": float(s[5])}
+
+
+@functools.lru_cache(maxsize=4)
+def _ground_truth(path: str, mtime_ns: int, size: int):
+    """The parsed ground truth, kept while the file is unchanged (mtime and size are part of the key): scoring
+    many result subsets against one json (benchmarks/coco_ap_stability.py) parses it once. COCOeval only sets
+    idempotent `ignore` flags on it, so sharing is safe."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return COCO(path)
+        except (json.JSONDecodeError, KeyError) as e:
+            raise InputFileError(f"'{path}' is not a COCO keypoints json ({e})") from e

@@ -131,14 +131,17 @@ def test_train_offers_every_model_variant():
 
 
 @pytest.mark.parametrize("script, argv", [
-    ("model_report.py", ["--model", "MISSING"]),
-    ("int8_speed.py", ["--onnx", "MISSING", "--int8", "MISSING"]),
+    ("benchmarks/model_report.py", ["--model", "MISSING"]),
+    ("benchmarks/int8_speed.py", ["--onnx", "MISSING", "--int8", "MISSING"]),
+    ("tools/lsp_body_pseudo.py", ["--lsp-root", "MISSING", "--out", "OUT"]),
 ])
-def test_benchmark_scripts_report_bad_input_in_one_line(tmp_path, script, argv):
-    """The developer tools in benchmarks/ share the CLI's error handling: one line, exit 2, no traceback."""
-    missing = str(tmp_path / "missing.file")
-    proc = subprocess.run([sys.executable, f"benchmarks/{script}", *[missing if a == "MISSING" else a for a in argv]],
+def test_developer_scripts_report_bad_input_in_one_line(tmp_path, script, argv):
+    """The developer tools in benchmarks/ and tools/ share the CLI's error handling: one line, exit 2, no
+    traceback, nothing written."""
+    subs = {"MISSING": str(tmp_path / "missing.file"), "OUT": str(tmp_path / "out.npz")}
+    proc = subprocess.run([sys.executable, script, *[subs.get(a, a) for a in argv]],
                           capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()
-    assert err.startswith(f"{script}: error:") and "missing.file" in err and len(err.splitlines()) == 1, err
+    assert err.startswith(f"{Path(script).name}: error:") and "missing.file" in err and len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
