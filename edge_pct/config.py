@@ -140,6 +140,7 @@ class TrainConfig:
     body_pseudo_radius: float = 0.15
     coco_ann: str = ""  # optional extra COCO-format training set (json) ...
     coco_images: str = ""  # ... and its image folder
+    coco_repeat: int = 1  # each epoch sees the COCO-format set this many times (a small in-domain set beside LSP)
     epochs: int = 60
     batch_size: int = 32
     lr: float = 2e-3

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, require_data
+from conftest import SHARED_DATA, require_data, write_one_person_coco
 from edge_pct.config import ModelConfig, TrainConfig
 from edge_pct.models.classifier import PoseClassifier
 from edge_pct.models.factory import build_classifier, load_classifier
 from edge_pct.models.tokenizer import PoseTokenizer
 from edge_pct.train.checkpoint import save_checkpoint
-from edge_pct.train.classifier import _ckpt_config, classifier_loss, heatmap_targets
+from edge_pct.train.classifier import _ckpt_config, classifier_loss, heatmap_targets, training_persons
 
 TINY = ModelConfig(width=0.25, input_size=(48, 64), head_channels=8, head_blocks=1, token_hidden=16, mixer_layers=1,
                    mixer_channel_hidden=16, mixer_token_hidden=8)
@@ -215,6 +215,15 @@ def test_loss_decreases_on_a_tiny_real_batch(tiny_model):
     start, end = ({k: np.mean(v[s]) for k, v in history.items()} for s in (slice(0, 5), slice(-5, None)))
     assert end["loss"] < 0.8 * start["loss"], history["loss"][::10]
     assert all(end[k] < start[k] for k in terms), (start, end)
+
+
+def test_training_persons_repeat_the_small_coco_set(tmp_path):
+    """train.coco_repeat: each epoch sees the COCO-format set that many times."""
+    ann = write_one_person_coco(tmp_path, np.zeros((100, 100, 3), np.uint8))
+    t = TrainConfig(lsp_root="", coco_ann=str(ann), coco_images=str(tmp_path), coco_repeat=3)
+    persons = training_persons(t)
+    assert len(persons) == 3 and len(set(persons.paths)) == 1
+    np.testing.assert_array_equal(persons.keypoints[0], persons.keypoints[2])
 
 
 def test_sharpen_augmentation_steepens_soft_edges():

@@ -134,6 +134,7 @@ def test_train_offers_every_model_variant():
     ("benchmarks/model_report.py", ["--model", "MISSING"]),
     ("benchmarks/int8_speed.py", ["--onnx", "MISSING", "--int8", "MISSING"]),
     ("tools/lsp_body_pseudo.py", ["--lsp-root", "MISSING", "--out", "OUT"]),
+    ("tools/coco_split.py", ["--ann", "MISSING", "--out", "OUT"]),
 ])
 def test_developer_scripts_report_bad_input_in_one_line(tmp_path, script, argv):
     """The developer tools in benchmarks/ and tools/ share the CLI's error handling: one line, exit 2, no
@@ -145,3 +146,27 @@ def test_developer_scripts_report_bad_input_in_one_line(tmp_path, script, argv):
     err = proc.stderr.strip()
     assert err.startswith(f"{Path(script).name}: error:") and "missing.file" in err and len(err.splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_coco_split_tool_writes_image_disjoint_parts_that_cover_the_set(tmp_path):
+    """tools/coco_split.py: every image in exactly one part, each annotation with its image, categories kept;
+    the same seed gives the same split."""
+    data = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(7)],
+            "annotations": [{"id": 100 + k, "image_id": k % 7} for k in range(12)],
+            "categories": [{"id": 1, "name": "person"}]}
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(data))
+    root = Path(__file__).parents[1]
+    for out in ("a", "b"):
+        proc = subprocess.run([sys.executable, "tools/coco_split.py", "--ann", str(ann), "--out", str(tmp_path / out)],
+                              capture_output=True, text=True, cwd=root)
+        assert proc.returncode == 0, proc.stderr
+    parts = [json.loads((tmp_path / "a" / f"part{p}.json").read_text()) for p in (0, 1)]
+    images = [{im["id"] for im in p["images"]} for p in parts]
+    assert images[0].isdisjoint(images[1]) and images[0] | images[1] == set(range(7))
+    assert sorted(len(s) for s in images) == [3, 4]
+    for p, ids in zip(parts, images, strict=True):
+        assert p["categories"] == data["categories"] and all(a["image_id"] in ids for a in p["annotations"])
+    assert sum(len(p["annotations"]) for p in parts) == 12
+    for name in ("part0.json", "part1.json"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()

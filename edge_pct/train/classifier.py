@@ -42,7 +42,7 @@ def training_persons(t: TrainConfig) -> PersonSet:
         sets.append(load_lsp(t.lsp_root, "train", face_pseudo=t.face_pseudo, body_pseudo=t.body_pseudo,
                              body_radius=t.body_pseudo_radius))
     if t.coco_ann:
-        sets.append(load_coco_persons(t.coco_ann, t.coco_images))
+        sets.extend([load_coco_persons(t.coco_ann, t.coco_images)] * t.coco_repeat)
     if not sets:
         raise InputFileError("No training data: set train.lsp_root and/or train.coco_ann + train.coco_images")
     return PersonSet.concat(sets)
