@@ -134,10 +134,6 @@ class TrainConfig:
     backbone_init: str = ""
     lsp_root: str = "../shared/data/lspet"  # LSP-extended (joints.npz + images/); "" = not used
     face_pseudo: bool = True  # add lspet/face_pseudo.npz face joints (accepted rows only)
-    # npz of tools/lsp_body_pseudo.py (MediaPipe on the LSP training crops): average the noisy LSP limb labels with
-    # it where the two agree within `body_pseudo_radius` torso lengths (data.lsp.blend_body_pseudo); "" = off
-    body_pseudo: str = ""
-    body_pseudo_radius: float = 0.15
     coco_ann: str = ""  # optional extra COCO-format training set (json) ...
     coco_images: str = ""  # ... and its image folder
     coco_repeat: int = 1  # each epoch sees the COCO-format set this many times (a small in-domain set beside LSP)

@@ -133,7 +133,6 @@ def test_train_offers_every_model_variant():
 @pytest.mark.parametrize("script, argv", [
     ("benchmarks/model_report.py", ["--model", "MISSING"]),
     ("benchmarks/int8_speed.py", ["--onnx", "MISSING", "--int8", "MISSING"]),
-    ("tools/lsp_body_pseudo.py", ["--lsp-root", "MISSING", "--out", "OUT"]),
     ("tools/coco_split.py", ["--ann", "MISSING", "--out", "OUT"]),
 ])
 def test_developer_scripts_report_bad_input_in_one_line(tmp_path, script, argv):

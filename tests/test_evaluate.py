@@ -110,38 +110,6 @@ def test_lsp_reader_splits_and_maps():
     np.testing.assert_allclose(train.keypoints[0, 16, :2], raw["joints"][row, 0, :2])  # right ankle
 
 
-def test_body_pseudo_blend_swaps_mislabeled_sides_and_averages_only_agreeing_joints():
-    """Person 0's labels name sides from the viewer: the peer fits them mirrored, so the sides swap. Person 1: the
-    peer agrees on most joints (averaged), is far off on the left wrist and unsure of the right (both kept).
-    Person 2 has no labeled torso: no scale, left alone."""
-    from edge_pct.data.lsp import blend_body_pseudo
-    from edge_pct.keypoints import FLIP_INDEX
-
-    rng = np.random.default_rng(0)
-    base = np.zeros((17, 3), np.float32)
-    base[5:, :2] = rng.uniform(0, 100, (12, 2))
-    base[5:, 2] = 2
-    base[5], base[6], base[11], base[12] = (40, 20, 2), (60, 20, 2), (42, 70, 2), (58, 70, 2)  # torso ~52 px
-    kpts = np.stack([base, base, base])
-    kpts[2, 12, 2] = 0  # no right hip
-    peer = kpts[..., :2].copy()
-    peer[0] = base[list(FLIP_INDEX), :2]  # person 0: the peer sees the mirrored sides
-    peer[1] += 3.0  # person 1: 3 px off everywhere (about 0.06 torso)
-    peer[1, 9] += 40  # ... but far off on the left wrist
-    scores = np.ones((3, 17), np.float32)
-    scores[1, 10] = 0.2  # ... and unsure of the right wrist
-    before = kpts.copy()
-
-    counts = blend_body_pseudo(kpts, peer, scores, radius=0.15)
-
-    np.testing.assert_allclose(kpts[0], before[0][list(FLIP_INDEX)])  # sides swapped (peer = mirror: no shift)
-    moved = np.abs(kpts[1, :, :2] - before[1, :, :2]).max(-1) > 0
-    assert moved[5:].sum() == 10 and not moved[[9, 10]].any() and not moved[:5].any()
-    np.testing.assert_allclose(kpts[1, 5, :2], before[1, 5, :2] + 1.5)  # the mean of label and peer
-    np.testing.assert_array_equal(kpts[2], before[2])
-    assert counts == {"persons_swapped": 1, "joints_averaged": 12 + 10, "joints_labeled": 12 * 2 + 11}
-
-
 def test_predict_persons_returns_image_coordinates(tmp_path):
     """An estimator that answers the crop centre puts every joint at the box centre in the image."""
     image = np.full((100, 120, 3), 128, np.uint8)

@@ -33,14 +33,13 @@ CONF_SIGMA = 0.04  # closeness scale of the confidence target, as a fraction of 
 
 
 def training_persons(t: TrainConfig) -> PersonSet:
-    """LSP-extended train split (+ face pseudo-labels, denoised limb labels) and an optional COCO-format set."""
+    """LSP-extended train split (+ face pseudo-labels) and an optional COCO-format set."""
     from edge_pct.data.lsp import load_lsp
     from edge_pct.data.topdown import load_coco_persons
 
     sets = []
     if t.lsp_root:
-        sets.append(load_lsp(t.lsp_root, "train", face_pseudo=t.face_pseudo, body_pseudo=t.body_pseudo,
-                             body_radius=t.body_pseudo_radius))
+        sets.append(load_lsp(t.lsp_root, "train", face_pseudo=t.face_pseudo))
     if t.coco_ann:
         sets.extend([load_coco_persons(t.coco_ann, t.coco_images)] * t.coco_repeat)
     if not sets:
