@@ -21,6 +21,7 @@ from edge_pct.coco_eval import oks_ap
 from edge_pct.data.topdown import load_coco_persons
 from edge_pct.errors import InputFileError, run_reporting_errors
 from edge_pct.evaluate import coco_keypoint_results, torch_estimator
+from edge_pct.files import write_text_atomic
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -50,7 +51,7 @@ def main() -> None:
     total = {**oks_ap(args.coco_ann, results), "persons": len(results), "flip": args.flip, "parts": rows}
     print(f"all parts: AP {total['ap']:.4f}, AP50 {total['ap50']:.4f}, AP75 {total['ap75']:.4f} "
           f"({len(results)} persons{', flip test' if args.flip else ''})")
-    Path(args.json).write_text(json.dumps(total, indent=2) + "\n")
+    write_text_atomic(args.json, json.dumps(total, indent=2) + "\n")
 
 
 if __name__ == "__main__":

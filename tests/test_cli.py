@@ -133,12 +133,13 @@ def test_train_offers_every_model_variant():
 @pytest.mark.parametrize("script, argv", [
     ("benchmarks/model_report.py", ["--model", "MISSING"]),
     ("benchmarks/int8_speed.py", ["--onnx", "MISSING", "--int8", "MISSING"]),
+    ("benchmarks/coco_crossval.py", ["--part", "MISSING", "MISSING", "--coco-images", "MISSING", "--json", "OUT"]),
     ("tools/coco_split.py", ["--ann", "MISSING", "--out", "OUT"]),
 ])
 def test_developer_scripts_report_bad_input_in_one_line(tmp_path, script, argv):
     """The developer tools in benchmarks/ and tools/ share the CLI's error handling: one line, exit 2, no
     traceback, nothing written."""
-    subs = {"MISSING": str(tmp_path / "missing.file"), "OUT": str(tmp_path / "out.npz")}
+    subs = {"MISSING": str(tmp_path / "missing.file"), "OUT": str(tmp_path / "out")}
     proc = subprocess.run([sys.executable, script, *[subs.get(a, a) for a in argv]],
                           capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 2, proc.stderr

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.errors import InputFileError, run_reporting_errors
+from edge_pct.errors import ConfigError, InputFileError, run_reporting_errors
 from edge_pct.files import write_atomic
 
 
@@ -40,6 +40,8 @@ def main() -> int:
     ap.add_argument("--parts", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.parts < 2:
+        raise ConfigError(f"--parts {args.parts}: a split needs at least 2 parts")
     try:
         data = json.loads(Path(args.ann).read_text())
     except (OSError, ValueError) as e:
