@@ -23,6 +23,7 @@ from model_report import gmac, inference_params, ms_per_person
 from edge_pct import DEFAULT_MODEL
 from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import evaluate_coco, evaluate_lsp, mediapipe_estimator, torch_estimator
+from edge_pct.files import write_text_atomic
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -61,7 +62,7 @@ def main() -> None:
         est = mediapipe_estimator(args.peer)
         rows.append({"name": "MediaPipe PoseLandmarker (full)", **_scores(est, args)})
         est.close()
-    Path(args.json).write_text(json.dumps(rows, indent=2))
+    write_text_atomic(args.json, json.dumps(rows, indent=2))
     print("\n| model | LSP PCK@0.2 | occluded: all / under occluder | COCO dev AP | AP50 | AP75 | params (M) | GMAC "
           "| ms/person (eval) |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -18,6 +18,7 @@ from edge_pct.coco_eval import oks_ap
 from edge_pct.data.topdown import load_coco_persons
 from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import coco_keypoint_results, torch_estimator
+from edge_pct.files import write_text_atomic
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -51,7 +52,7 @@ def main() -> None:
         print(f"{path}: AP {rows[-1]['ap']:.4f}, vs {args.model[0]} on half the images: median "
               f"{rows[-1]['diff_median']:+.4f}, 5-95% [{rows[-1]['diff_5_95'][0]:+.4f}, "
               f"{rows[-1]['diff_5_95'][1]:+.4f}], ahead in {rows[-1]['share_positive']:.0%}")
-    Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    write_text_atomic(args.json, json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
 from refine_sweep import add_subset_args, training_subset
 
 from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import pck, predict_persons, torch_estimator
+from edge_pct.files import write_text_atomic
 from edge_pct.models.factory import load_classifier
 
 
@@ -38,7 +38,7 @@ def main() -> None:
         rows.append({"flip": flip, "agree": agree if math.isfinite(agree) else "average",
                      "pck": pck(joints, persons.keypoints)["pck"]})
         print(json.dumps(rows[-1]), flush=True)
-    Path(args.json).write_text(json.dumps({"model": args.model, "persons": args.persons, "rows": rows}, indent=2))
+    write_text_atomic(args.json, json.dumps({"model": args.model, "persons": args.persons, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

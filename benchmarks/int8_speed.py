@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_pct.calibration.ort_cpu import LEVELS, interleaved_times_ms, op_counts, optimized_graph
 from edge_pct.errors import InputFileError, run_reporting_errors
+from edge_pct.files import write_text_atomic
 
 
 def _session(ort, path: Path, threads: int, level: str, disabled: list[str] | None = None):
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         res["int8_optimized_ops"] = optimized_ops(a.int8, a.threads, a.opt_level)
         print("int8 graph after ONNX Runtime optimization:", res["int8_optimized_ops"])
     if a.json:
-        a.json.write_text(json.dumps(res, indent=2) + "\n")
+        write_text_atomic(a.json, json.dumps(res, indent=2) + "\n")
     return 0
 
 

@@ -10,13 +10,13 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from edge_pct import DEFAULT_MODEL
 from edge_pct.errors import run_reporting_errors
+from edge_pct.files import write_text_atomic
 from edge_pct.models.factory import load_classifier
 
 
@@ -64,7 +64,7 @@ def main() -> None:
               "ms_per_person_batch1": ms_per_person(model, size), "ms_per_person_batch8": ms_per_person(model, size, 8)}
     print(json.dumps(report, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_text_atomic(args.json, json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from edge_pct import DEFAULT_MODEL
 from edge_pct.data.lsp import load_lsp
 from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import mediapipe_estimator, pck_hits, predict_persons, torch_estimator
+from edge_pct.files import write_text_atomic
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -51,7 +52,7 @@ def main() -> None:
             print(f"{path}{' +flip' if flip else ''}: PCK {r['pck']:.4f} vs peer {r['peer_pck']:.4f}, lead "
                   f"{r['lead']:+.4f}, 95% CI [{r['lead_ci95'][0]:+.4f}, {r['lead_ci95'][1]:+.4f}], "
                   f"resamples with lead <= 0: {r['share_lead_le_0']:.4f}", flush=True)
-    Path(args.json).write_text(json.dumps(rows, indent=2, default=float))
+    write_text_atomic(args.json, json.dumps(rows, indent=2, default=float))
 
 
 def _per_person(est, persons) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np
 from edge_pct.data.lsp import load_lsp
 from edge_pct.errors import run_reporting_errors
 from edge_pct.evaluate import pck, predict_persons, torch_estimator
+from edge_pct.files import write_text_atomic
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -57,7 +58,7 @@ def main() -> None:
                      "pck_occluded_all": pck(occluded, persons.keypoints)["pck"],
                      "pck_under_occluder": pck(occluded, persons.keypoints, 0.2, under)["pck"]})
         print(json.dumps(rows[-1]), flush=True)
-    Path(args.json).write_text(json.dumps({"model": args.model, "persons": args.persons, "rows": rows}, indent=2))
+    write_text_atomic(args.json, json.dumps({"model": args.model, "persons": args.persons, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

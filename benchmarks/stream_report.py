@@ -23,6 +23,7 @@ from edge_pct.bench import run_bench, run_peer
 from edge_pct.config import StreamConfig
 from edge_pct.engines.model_files import open_backend
 from edge_pct.errors import run_reporting_errors
+from edge_pct.files import write_text_atomic
 from edge_pct.stream.detectors import create_detector
 from edge_pct.stream.pipeline import PosePipeline
 
@@ -69,7 +70,7 @@ def main() -> None:
             rows.append({**peer, "video": video.name, "model": "MediaPipe PoseLandmarker (full)",
                          "detector": "its own"})
         print(json.dumps(rows[-1]), flush=True)
-    Path(args.json).write_text(json.dumps(rows, indent=2))
+    write_text_atomic(args.json, json.dumps(rows, indent=2))
 
     print("\n| video | model | detector | variant | FPS | persons/frame | poses/s | infer ms | jitter x1000 | tracks | "
           "overlap frames |")

@@ -13,7 +13,6 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ import torch
 from edge_pct import DEFAULT_TOKENIZER
 from edge_pct.data.coco import load_coco_json, load_poses
 from edge_pct.errors import run_reporting_errors
+from edge_pct.files import write_text_atomic
 from edge_pct.knn_baseline import KnnPoseCompleter
 from edge_pct.tokenizer_eval import evaluate_tokenizer_model, score_completer, tokenizer_completer
 from edge_pct.train.checkpoint import load_tokenizer
@@ -77,7 +77,7 @@ def main() -> None:
     report = {"checkpoint": args.checkpoint, "rows": rows, "params": params, "decoder_params": decoder_params,
               "decode_ms": {"threads_1": lat1, "threads_2": lat2}, "torch": torch.__version__,
               "machine": platform.processor() or platform.machine()}
-    Path(args.json).write_text(json.dumps(report, indent=2))
+    write_text_atomic(args.json, json.dumps(report, indent=2))
     print("\n| mask ratio | tokenizer AP | AP50 | AP75 | + flip | keep visible | k-NN AP | "
           "tokenizer err px (hidden) | k-NN err px (hidden) |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -48,7 +48,10 @@ def main() -> int:
         raise InputFileError(f"'{args.ann}' is missing or not a json ({e}): pass a COCO keypoints json") from e
     if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
         raise InputFileError(f"'{args.ann}' is not a COCO json (no images / annotations)")
-    split = split_coco(data, args.parts, args.seed)
+    try:
+        split = split_coco(data, args.parts, args.seed)
+    except (KeyError, TypeError) as e:
+        raise InputFileError(f"'{args.ann}' is not a COCO json (an image or annotation without {e})") from e
     out = Path(args.out)
     write_atomic([(out / f"part{p}.json", json.dumps(d).encode()) for p, d in enumerate(split)])
     for p, d in enumerate(split):
