@@ -30,6 +30,10 @@ def oks_ap(ann_path: str | Path, results: list[dict]) -> dict[str, float]:
 
     if not results:
         raise InputFileError(f"No persons with labeled keypoints to score in '{ann_path}'")
+    broken = sum(not np.isfinite([*r["keypoints"], r["score"]]).all() for r in results)
+    if broken:  # pycocotools compares OKS with `<`, so a NaN OKS matches: NaN poses would score AP 1.0
+        raise InputFileError(f"{broken} of {len(results)} results have NaN/inf keypoints or scores: the model that "
+                             "made them is broken (re-train or re-export it)")
     try:
         stat = Path(ann_path).stat()
     except OSError as e:

@@ -142,6 +142,11 @@ def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25,
         t0 = time.perf_counter()
         res = est.run(crops)
         infer_s += time.perf_counter() - t0
+        broken = ~(np.isfinite(res["joints"]).all((1, 2)) & np.isfinite(res["scores"]).all(1))
+        if broken.any():  # NaN would count as a miss in PCK and as a perfect match in pycocotools
+            raise InputFileError(f"Model '{est.name}' returned NaN/inf joints or scores for {int(broken.sum())} of "
+                                 f"{len(crops)} crops of '{path}': its weights are broken (a diverged training run, "
+                                 "a bad weight average); re-train or re-export it")
         joints[idx] = apply_affine(res["joints"], invert_affine(mats[idx]))
         scores[idx] = res["scores"]
     return joints, scores, infer_s * 1e3 / max(1, len(persons)), occluded

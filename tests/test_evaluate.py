@@ -13,6 +13,7 @@ import torch
 
 from conftest import SHARED_DATA, require_data, write_one_person_coco
 from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
+from edge_pct.errors import InputFileError
 from edge_pct.evaluate import Estimator, pck, pck_hits, predict_persons, torch_estimator
 from edge_pct.processing import apply_affine, invert_affine, warp_crops
 
@@ -124,6 +125,10 @@ def test_predict_persons_returns_image_coordinates(tmp_path):
     joints, scores, ms, occluded = predict_persons(est, persons)
     np.testing.assert_allclose(joints[0], np.tile([40.0, 40.0], (17, 1)), atol=1e-3)
     assert ms >= 0 and scores.shape == (1, 17) and not occluded.any()
+    nan = Estimator("diverged", (48, 64), lambda c: {"joints": np.full((len(c), 17, 2), np.nan, np.float32),
+                                                     "scores": np.ones((len(c), 17), np.float32)})
+    with pytest.raises(InputFileError, match="'diverged' returned NaN/inf joints"):
+        predict_persons(nan, persons)
 
 
 def test_occlusion_covers_the_asked_share_of_the_box_the_same_for_every_estimator(tmp_path):

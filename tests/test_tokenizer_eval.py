@@ -11,6 +11,7 @@ import pytest
 from conftest import COCO_VAL, require_data
 from edge_pct.coco_eval import keypoint_results, oks_ap
 from edge_pct.data.coco import PoseSet, load_coco_json
+from edge_pct.errors import InputFileError
 from edge_pct.keypoints import OKS_SIGMAS
 from edge_pct.knn_baseline import KnnPoseCompleter
 from edge_pct.tokenizer_eval import hide_joints, score_completer, tokenizer_completer
@@ -40,6 +41,10 @@ def test_oks_ap_matches_a_hand_computed_case(tmp_path):
     assert 0.2 < expected_ap < 1.0  # the case is informative
     shifted = keypoint_results(np.array([3]), kp[None, :, :2] + [d, 0], np.ones((1, 17)), np.ones(1))
     assert oks_ap(path, shifted)["ap"] == pytest.approx(expected_ap)
+    # pycocotools would match a NaN pose (its OKS test is `<`) and score it AP 1.0: refused instead
+    broken = keypoint_results(np.array([3]), np.full((1, 17, 2), np.nan), np.ones((1, 17)), np.ones(1))
+    with pytest.raises(InputFileError, match="NaN/inf"):
+        oks_ap(path, broken)
 
 
 def test_hide_joints_hides_the_requested_share():
