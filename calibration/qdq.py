@@ -20,7 +20,7 @@ pairs for one of two consumers (`TARGETS`), from the same ranges:
 The ranges reach `quantize_static` through its JSON range cache, so the data is calibrated once. What stays FP32
 in both (`float_nodes`): LayerNormalization, the V-way logits layer (`cls_pred`), the Softmax producing
 `token_probs` and everything after it (codebook matmul, tokenizer decoder), the nodes producing graph outputs, and
-the image stem with the conv reading it (`stem_nodes`: the stem's output is the most INT8-sensitive tensor);
+the image stem with the depthwise-separable conv reading it (`stem_nodes`: the most INT8-sensitive tensors);
 no Q/DQ pair touches their inputs or outputs (`_keep_float_boundaries`), so TensorRT has no INT8 choice there
 either. Tensor names are never changed, so the ranges also address the FP32 graph's tensors (the TensorRT
 calibration cache needs that).
@@ -128,19 +128,31 @@ def float_nodes(model: Any, probs_output: str = PROBS_OUTPUT) -> list[str]:
 
 
 def stem_nodes(graph: Any, consumers: Mapping[str, list[Any]]) -> list[str]:
-    """The first Conv of `graph` (the stem, reading the image) and the Conv that reads its activation (through one
-    Relu/Clip), so the stem's output tensor stays FP32: it is the graph's most INT8-sensitive tensor. Measured on
-    the shipped model (ReLU, range-equalized): rounding it alone to 8 bits moved the joints by 1.8 px of the 2.1
-    px that rounding every conv output did (torch simulation), and keeping these two convs FP32 took the INT8
-    graphs' LSP PCK from 0.207 / 0.210 (CPU / TensorRT graph) to 0.302 / 0.300 (FP32: 0.304). A 3x3 conv at half
-    resolution and a depthwise conv: cheap."""
+    """The first Conv of `graph` (the stem, reading the image), the Conv that reads its activation (through one
+    Relu/Clip) and, where that one is depthwise, the pointwise Conv reading it: the stem's and the depthwise's
+    output tensors stay FP32, the graph's most INT8-sensitive ones. Measured on the shipped model (ReLU,
+    range-equalized): rounding the stem's output alone moved the joints by 1.8 px of the 2.1 px that rounding every
+    conv output did (torch simulation), and keeping the stem and the depthwise FP32 took the INT8 graphs' LSP PCK
+    from 0.207 / 0.210 (CPU / TensorRT graph) to 0.302 / 0.300 (FP32: 0.304). On the stage-19c 256x192 weights the
+    depthwise's output was next: of every conv group kept FP32 in turn, only this one mattered (mean joint shift
+    vs FP32 on 800 LSP training persons 1.81 -> 1.12 px, PCK@0.2 0.679 -> 0.683, FP32 0.686) and it costs no
+    measurable time (1.00x). Three convs at stride 2 and 4 with 16-32 channels: cheap."""
     stem = next((n for n in graph.node if n.op_type == "Conv"), None)
     if stem is None:
         return []
-    readers = list(consumers[stem.output[0]])
+    keep = [stem] + _conv_readers(stem, consumers)
+    for conv in keep[1:]:
+        if any(a.name == "group" and a.i > 1 for a in conv.attribute):  # depthwise: its pointwise partner too
+            keep += _conv_readers(conv, consumers)
+    return [n.name for n in keep]
+
+
+def _conv_readers(node: Any, consumers: Mapping[str, list[Any]]) -> list[Any]:
+    """The Conv nodes reading `node`'s output directly or through one Relu/Clip."""
+    readers = list(consumers[node.output[0]])
     for act in [c for c in readers if c.op_type in ("Relu", "Clip")]:
         readers += consumers[act.output[0]]
-    return [stem.name] + [c.name for c in readers if c.op_type == "Conv"]
+    return [c for c in readers if c.op_type == "Conv"]
 
 
 def _logits_layer(graph: Any, softmax: Any, producer: Mapping[str, Any]) -> list[Any]:
@@ -197,6 +209,17 @@ def token_mixer_nodes(model: Any) -> list[str]:
 def cpu_exclude(model: Any, exclude: Iterable[str]) -> list[str]:
     """The nodes the "cpu" target keeps FP32 with no Q/DQ on their tensors: `exclude` plus `token_mixer_nodes`."""
     return sorted(set(exclude) | set(token_mixer_nodes(model)))
+
+
+def activations_feeding(graph: Any, nodes: Iterable[str]) -> list[str]:
+    """Names of the Relu/Clip nodes whose output one of `nodes` reads. They must stay out of quantization: with
+    asymmetric activations ("cpu") ONNX Runtime folds a Relu/Clip after a quantized layer into that layer's output
+    Q/DQ range and deletes it, and `_keep_float_boundaries` then drops that Q/DQ pair for the FP32 node, which
+    would read the layer's raw, unclamped output (measured: an FP32 dark3 took the LSP PCK from 0.68 to 0.04)."""
+    producer, _ = _graph_maps(graph)
+    nodes = set(nodes)
+    return sorted({producer[i].name for n in graph.node if n.name in nodes for i in n.input
+                   if i in producer and producer[i].op_type in ("Relu", "Clip") and producer[i].name not in nodes})
 
 
 def _downstream(node: Any, consumers: Mapping[str, list[Any]]) -> set[str]:
@@ -323,6 +346,7 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
     if target == "cpu":
         exclude = cpu_exclude(fp32, exclude)
     skip = exclude + (cpu_float_nodes(fp32, exclude) if target == "cpu" else [])
+    skip += activations_feeding(fp32.graph, skip)
     if ranges is None:
         if reader is None:
             raise ValueError("quantize_qdq needs a calibration reader or precomputed ranges")

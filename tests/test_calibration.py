@@ -95,8 +95,9 @@ def test_importing_the_package_loads_no_onnx_or_onnxruntime():
 
 
 def test_fp32_island_has_no_qdq_and_convs_are_int8(tiny_export, entropy_run):
-    """LayerNorms, the logits layer, the softmax and the whole decoder after it, and the image stem with the conv
-    reading it read and write only FP32 tensors; every other Conv reads an INT8-quantized weight and activation."""
+    """LayerNorms, the logits layer, the softmax and the whole decoder after it, and the image stem with the
+    depthwise-separable conv reading it read and write only FP32 tensors; every other Conv reads an INT8-quantized
+    weight and activation."""
     from edge_pct.calibration.qdq import float_nodes
 
     fp32 = onnx.load(tiny_export["onnx"])
@@ -127,8 +128,10 @@ def test_fp32_island_has_no_qdq_and_convs_are_int8(tiny_export, entropy_run):
     convs = [n for n in q.graph.node if n.op_type == "Conv"]
     stem = [n.name for n in convs if n.name in keep]
     # 52 in the backbone and head, 2 in the heatmap head (refine model); the stem, then the depthwise conv after it
-    assert len(convs) == 56 and stem == [convs[0].name, convs[1].name]
-    for n in convs[2:]:
+    # and its pointwise partner
+    assert len(convs) == 56 and stem == [convs[0].name, convs[1].name, convs[2].name]
+    assert [a.i for a in convs[1].attribute if a.name == "group"] > [1]  # depthwise
+    for n in convs[3:]:
         x, w = producer[n.input[0]], producer[n.input[1]]
         assert x.op_type == "DequantizeLinear" and producer[x.input[0]].op_type == "QuantizeLinear"
         assert w.op_type == "DequantizeLinear" and producer[w.input[0]].op_type == "QuantizeLinear"
@@ -211,6 +214,30 @@ def test_cpu_graph_keeps_the_fp32_island_and_symmetric_int8_weights(tiny_export,
         assert w in init and init[w].data_type == onnx.TensorProto.FLOAT and w not in producer
 
 
+def test_an_fp32_layer_behind_a_relu_still_reads_the_relu(tiny_export, entropy_run, tmp_path):
+    """Keeping a mid-graph conv FP32 whose input is Relu(quantized conv): with UINT8 activations ONNX Runtime folds
+    that Relu into the Q/DQ range and deletes it, and the FP32 conv would read the raw, unclamped values once its
+    Q/DQ pair is dropped. The Relu must survive (`activations_feeding`), in both targets."""
+    from edge_pct.calibration.qdq import float_nodes, quantize_qdq
+
+    fp32 = onnx.load(tiny_export["onnx"])
+    producer, _ = _maps(fp32.graph)
+    keep = float_nodes(fp32)
+    before = {n.name: producer[producer[n.input[0]].input[0]] for n in fp32.graph.node
+              if n.op_type == "Conv" and producer[n.input[0]].op_type == "Relu"}  # conv -> the layer before its Relu
+    target = next(n for n in fp32.graph.node if n.name in before and n.name not in keep
+                  and before[n.name].op_type == "Conv" and before[n.name].name not in keep)
+    relu = producer[target.input[0]]
+    ranges = {k: tuple(v) for k, v in entropy_run["result"]["ranges"].items()}
+    for kind in ("cpu", "tensorrt"):
+        path = tmp_path / f"{kind}.onnx"
+        quantize_qdq(tiny_export["onnx"], path, ranges=ranges, exclude=keep + [target.name], target=kind)
+        q = onnx.load(path)
+        q_producer, _ = _maps(q.graph)
+        conv = next(n for n in q.graph.node if n.name == target.name)
+        assert q_producer[conv.input[0]].name == relu.name, kind  # reads the Relu, not a raw conv output
+
+
 def _optimized(path):
     """The graph ONNX Runtime's CPU provider actually runs (all graph optimizations) and its op counts."""
     from edge_pct.calibration.ort_cpu import op_counts, optimized_graph
@@ -220,17 +247,18 @@ def _optimized(path):
 
 
 def test_cpu_graph_runs_on_integer_kernels_in_onnxruntime(tiny_export, entropy_run):
-    """Structure, not timing: after ONNX Runtime's optimizations every conv of model.int8.cpu.onnx but the stem pair
-    is a QLinearConv, the first Linear a QGemm, and no float Conv/Gemm/MatMul reads a DequantizeLinear (a weight
+    """Structure, not timing: after ONNX Runtime's optimizations every conv of model.int8.cpu.onnx but the stem's
+    three is a QLinearConv, the first Linear a QGemm, and no float Conv/Gemm/MatMul reads a DequantizeLinear (a weight
     dequantized on every run). The TensorRT graph leaves float convs between DQ and Q there (why both exist)."""
     from pathlib import Path
 
     fp32 = onnx.load(tiny_export["onnx"])
     convs = sum(n.op_type == "Conv" for n in fp32.graph.node)
     graph, ops = _optimized(Path(entropy_run["result"]["cpu_onnx"]))
-    # the stem pair stays FP32; the heatmap head's 1x1 output conv (17 channels) reads INT8 and writes the FP32
-    # logits of the refinement, so it runs as DQ -> Conv (a 64 x 17 weight dequantized per run: negligible)
-    assert ops.get("QLinearConv") == convs - 3 and ops.get("Conv", 0) == 3 and ops.get("QGemm") == 1, ops
+    # the stem and its depthwise-separable conv stay FP32; the heatmap head's 1x1 output conv (17 channels) reads
+    # INT8 and writes the FP32 logits of the refinement, so it runs as DQ -> Conv (a 64 x 17 weight dequantized per
+    # run: negligible)
+    assert ops.get("QLinearConv") == convs - 4 and ops.get("Conv", 0) == 4 and ops.get("QGemm") == 1, ops
     producer = {o: n for n in graph.node for o in n.output}
     float_after_dq = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "FusedMatMul")
                       and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"

@@ -133,6 +133,7 @@ def test_train_offers_every_model_variant():
 @pytest.mark.parametrize("script, argv", [
     ("benchmarks/model_report.py", ["--model", "MISSING"]),
     ("benchmarks/int8_speed.py", ["--onnx", "MISSING", "--int8", "MISSING"]),
+    ("benchmarks/int8_sensitivity.py", ["--onnx", "MISSING", "--calibration", "MISSING", "--json", "OUT"]),
     ("benchmarks/coco_crossval.py", ["--part", "MISSING", "MISSING", "--coco-images", "MISSING", "--json", "OUT"]),
     ("tools/coco_split.py", ["--ann", "MISSING", "--out", "OUT"]),
 ])
