@@ -332,10 +332,10 @@ def test_train_starts_the_cspdarknet_from_the_yolox_detector(tmp_path, tiny_mode
     capsys.readouterr()
 
 
-@pytest.mark.parametrize(("name", "min_pck"), [("pct_lite.pt", 0.4), ("pct_lite_fast.pt", 0.3)])
+@pytest.mark.parametrize(("name", "min_pck"), [("pct_lite.pt", 0.4), ("pct_lite_fast.pt", 0.33)])
 def test_shipped_models_pose_held_out_lsp_persons(name, min_pck):
     """The shipped models on the first 200 held-out LSP-extended persons (never trained on): PCK@0.2 above
-    `min_pck` (0.569 / 0.389 on all 737, README), and the per-joint confidence is higher where the joints are right."""
+    `min_pck` (0.562 / 0.423 on all 737, README), and the per-joint confidence is higher where the joints are right."""
     from edge_pct import WEIGHTS_DIR
     from edge_pct.data.lsp import load_lsp
     from edge_pct.evaluate import pck, predict_persons, torch_estimator
