@@ -27,7 +27,7 @@ import numpy as np
 from refine_sweep import add_subset_args, training_subset
 
 from edge_pct._optional import require
-from edge_pct.calibration.calibrate import CPU_NAME, INT8_NAME, REPORT_NAME
+from edge_pct.calibration.calibrate import CPU_NAME, INT8_NAME, REPORT_NAME, sibling_name
 from edge_pct.calibration.qdq import float_nodes, quantize_qdq
 from edge_pct.errors import InputFileError, run_reporting_errors
 from edge_pct.evaluate import onnx_estimator, pck, predict_persons
@@ -63,7 +63,7 @@ def main() -> None:
     onnx = require("onnx", "cpu")
     calib = Path(args.calibration)
     name = CPU_NAME if args.target == "cpu" else INT8_NAME
-    needed = [calib / REPORT_NAME, calib / Path(name).with_suffix(".json"), calib / "model.int8.decoder.onnx"]
+    needed = [calib / REPORT_NAME, calib / sibling_name(".json", name), calib / sibling_name(".decoder.onnx")]
     missing = [str(p) for p in [Path(args.onnx), *needed] if not p.is_file()]
     if missing:
         raise InputFileError(f"'{missing[0]}' not found: pass --onnx MODEL.onnx from `edge-pct export` and "

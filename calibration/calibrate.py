@@ -136,8 +136,8 @@ def calibrate(onnx: str | Path, images: str | Path, out_dir: str | Path, ann: st
         result = _run(onnx_path, meta, staging, selection, calib_crops, heldout_crops, previous, ann, images,
                       method=method, batch=batch, threads=threads, repeats=latency_repeats, trt_version=trt_version,
                       seed=seed, fingerprint=fingerprint, onnx_sha=onnx_sha)
-        for name in (INT8_NAME, _stem_name(".decoder.onnx"), _stem_name(".json"), CPU_NAME,
-                     _stem_name(".json", CPU_NAME), CACHE_NAME, REPORT_NAME):
+        for name in (INT8_NAME, sibling_name(".decoder.onnx"), sibling_name(".json"), CPU_NAME,
+                     sibling_name(".json", CPU_NAME), CACHE_NAME, REPORT_NAME):
             (staging / name).replace(out_dir / name)  # report.json last: it vouches for the others
     except BaseException:
         if created:
@@ -146,12 +146,12 @@ def calibrate(onnx: str | Path, images: str | Path, out_dir: str | Path, ann: st
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     paths = {"int8_onnx": INT8_NAME, "cache": CACHE_NAME, "report": REPORT_NAME,
-             "sidecar": _stem_name(".json"), "decoder_onnx": _stem_name(".decoder.onnx"),
-             "cpu_onnx": CPU_NAME, "cpu_sidecar": _stem_name(".json", CPU_NAME)}
+             "sidecar": sibling_name(".json"), "decoder_onnx": sibling_name(".decoder.onnx"),
+             "cpu_onnx": CPU_NAME, "cpu_sidecar": sibling_name(".json", CPU_NAME)}
     return {**{k: str(out_dir / v) for k, v in paths.items()}, **result}
 
 
-def _stem_name(suffix: str, name: str = INT8_NAME) -> str:
+def sibling_name(suffix: str, name: str = INT8_NAME) -> str:
     """model.int8.onnx -> model.int8<suffix> (what OnnxRuntimeBackend / read_sidecar look for next to it)."""
     return Path(name).with_suffix(suffix).name
 
@@ -175,11 +175,11 @@ def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, c
     cache_ranges = {k: v for k, v in ranges.items() if k not in float_tensors}
     version = DEFAULT_TRT_VERSION if trt_version is None else int(trt_version)
     (staging / CACHE_NAME).write_text(format_cache(cache_ranges, version))
-    shutil.copyfile(onnx_path.with_name(meta["decoder_onnx"]), staging / _stem_name(".decoder.onnx"))
+    shutil.copyfile(onnx_path.with_name(meta["decoder_onnx"]), staging / sibling_name(".decoder.onnx"))
     sidecars = {name: _int8_sidecar(meta, onnx_path, onnx_sha, method, selection, name)
                 for name in (INT8_NAME, CPU_NAME)}
     for name, sidecar in sidecars.items():  # OnnxRuntimeBackend needs them to load the INT8 models
-        _write_json(staging / _stem_name(".json", name), sidecar)
+        _write_json(staging / sibling_name(".json", name), sidecar)
     fp32_vs_int8 = _measure(onnx_path, int8_path, cpu_path, heldout_crops, threads, repeats, seed)
     fp32_vs_int8["on"] = "heldout" if selection.heldout else "calibration"
     if ann is not None:
@@ -187,7 +187,7 @@ def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, c
         fp32_vs_int8["coco"] = _coco_delta(onnx_path, int8_path, cpu_path, ann, images, ids, staging)
     for name, agree in ((INT8_NAME, fp32_vs_int8), (CPU_NAME, fp32_vs_int8["cpu"])):
         sidecars[name]["fp32_vs_int8"] = {k: v for k, v in agree.items() if k.startswith("joints")}
-        _write_json(staging / _stem_name(".json", name), sidecars[name])
+        _write_json(staging / sibling_name(".json", name), sidecars[name])
     result = {"ranges": {k: [lo, hi] for k, (lo, hi) in sorted(ranges.items())}, "fp32_vs_int8": fp32_vs_int8,
               "method": method, "num": len(selection.calib), "heldout": len(selection.heldout),
               "source": selection.source, "calibration_s": calibration_s, "reused": previous is not None,
@@ -240,7 +240,7 @@ def _int8_sidecar(meta: dict[str, Any], onnx_path: Path, onnx_sha: str, method: 
     """The FP32 sidecar made to describe the INT8 graph `name` (INT8_NAME or CPU_NAME): its files (both share the
     FP32 decoder), precision int8, its Q/DQ target, and where it came from."""
     sidecar = {k: v for k, v in meta.items() if k not in _DROP_FROM_SIDECAR}
-    sidecar.update(onnx=name, decoder_onnx=_stem_name(".decoder.onnx"), precision="int8",
+    sidecar.update(onnx=name, decoder_onnx=sibling_name(".decoder.onnx"), precision="int8",
                    quantization_target="cpu" if name == CPU_NAME else "tensorrt",
                    calibration={"method": method, "num": len(selection.calib), "source": selection.source,
                                 "onnx": str(onnx_path.resolve()), "onnx_sha256": onnx_sha, "cache": CACHE_NAME})

@@ -140,11 +140,10 @@ def stem_nodes(graph: Any, consumers: Mapping[str, list[Any]]) -> list[str]:
     stem = next((n for n in graph.node if n.op_type == "Conv"), None)
     if stem is None:
         return []
-    keep = [stem] + _conv_readers(stem, consumers)
-    for conv in keep[1:]:
-        if any(a.name == "group" and a.i > 1 for a in conv.attribute):  # depthwise: its pointwise partner too
-            keep += _conv_readers(conv, consumers)
-    return [n.name for n in keep]
+    readers = _conv_readers(stem, consumers)
+    pointwise = [p for conv in readers if any(a.name == "group" and a.i > 1 for a in conv.attribute)  # depthwise
+                 for p in _conv_readers(conv, consumers)]
+    return [n.name for n in (stem, *readers, *pointwise)]
 
 
 def _conv_readers(node: Any, consumers: Mapping[str, list[Any]]) -> list[Any]:
