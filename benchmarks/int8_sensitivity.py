@@ -68,8 +68,16 @@ def main() -> None:
     if missing:
         raise InputFileError(f"'{missing[0]}' not found: pass --onnx MODEL.onnx from `edge-pct export` and "
                              "--calibration DIR from `edge-pct calibrate --onnx MODEL.onnx --out DIR`")
-    ranges = {k: tuple(v) for k, v in json.loads(needed[0].read_text())["ranges"].items()}
-    fp32 = onnx.load(args.onnx)
+    try:
+        ranges = {k: tuple(v) for k, v in json.loads(needed[0].read_text())["ranges"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputFileError(f"'{needed[0]}' has no readable ranges ({type(e).__name__}: {e}): re-run "
+                             "`edge-pct calibrate`") from e
+    try:
+        fp32 = onnx.load(args.onnx)
+    except Exception as e:  # protobuf DecodeError and friends: a corrupt file
+        raise InputFileError(f"ONNX model '{args.onnx}' is corrupt ({type(e).__name__}): re-run "
+                             "`edge-pct export`") from e
     base = float_nodes(fp32)
     groups = conv_groups(fp32, args.depth, args.within)
     persons = training_subset(args.lsp, args.persons)
