@@ -29,7 +29,7 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QImage
 
 from edge_pct.config import StreamConfig
-from edge_pct.errors import ConfigError, EdgePctError, SourceError
+from edge_pct.core.errors import ConfigError, EdgePctError, SourceError
 from edge_pct.stream.overlay import draw_persons
 from edge_pct.stream.pipeline import FrameResult, PosePipeline
 from edge_pct.stream.sources import VideoSource, open_source
@@ -130,7 +130,7 @@ def _open_default_backend(model: str | None, backend: str | None) -> Any:
 
 
 def _create_default_detector(name: str | None, model: str | None, stream: Any) -> Any:
-    from edge_pct.stream.detectors import create_detector
+    from edge_pct.stream.detectors.factory import create_detector
 
     return create_detector(name, model, max_persons=stream.max_persons, max_boxes=stream.detector_boxes)
 

@@ -19,7 +19,7 @@ from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
 from PyQt6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
 
 from edge_pct.config import StreamConfig
-from edge_pct.errors import InputFileError
+from edge_pct.core.errors import InputFileError
 from edge_pct.stream.pipeline import STAGES
 
 from .camera_worker import CameraWorker, FrameStats, SessionInfo, WorkerConfig

@@ -1,7 +1,7 @@
 """The app's output files: PNG snapshots and the overlay video, written under a temporary name and then renamed.
 
 A half-written file never appears under its final name: a snapshot is encoded in memory and written atomically
-(`edge_pct.files.write_atomic`); a recording goes to a hidden `.<name>.tmp.<ext>` next to the target and is renamed
+(`edge_pct.core.files.write_atomic`); a recording goes to a hidden `.<name>.tmp.<ext>` next to the target and is renamed
 when it is stopped, so a crash leaves only the temp file behind. cv2 only, no Qt: unit-testable on its own.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_pct.errors import InputFileError
-from edge_pct.files import write_atomic
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.files import write_atomic
 
 log = logging.getLogger(__name__)
 

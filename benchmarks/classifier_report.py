@@ -20,10 +20,10 @@ from pathlib import Path
 
 from model_report import gmac, inference_params, ms_per_person
 
-from edge_pct import DEFAULT_MODEL
-from edge_pct.errors import run_reporting_errors
-from edge_pct.evaluate import evaluate_coco, evaluate_lsp, mediapipe_estimator, torch_estimator
-from edge_pct.files import write_text_atomic
+from edge_pct.core.package import DEFAULT_MODEL
+from edge_pct.core.errors import run_reporting_errors
+from edge_pct.core.files import write_text_atomic
+from edge_pct.eval.evaluate import evaluate_coco, evaluate_lsp, mediapipe_estimator, torch_estimator
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.coco_eval import oks_ap
+from edge_pct.core.errors import run_reporting_errors
+from edge_pct.core.files import write_text_atomic
 from edge_pct.data.topdown import load_coco_persons
-from edge_pct.errors import run_reporting_errors
-from edge_pct.evaluate import coco_keypoint_results, torch_estimator
-from edge_pct.files import write_text_atomic
+from edge_pct.eval.coco import oks_ap
+from edge_pct.eval.evaluate import coco_keypoint_results, torch_estimator
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,4 +1,4 @@
-"""Choose the flip test's agreement radius (`edge_pct.evaluate.FLIP_AGREE`) on training data: LSP PCK@0.2 of one
+"""Choose the flip test's agreement radius (`edge_pct.eval.evaluate.FLIP_AGREE`) on training data: LSP PCK@0.2 of one
 model without the flip test, with the plain average of both passes, and with `fuse_flip` at several radii, on the
 seeded subset of LSP-extended TRAINING persons that `refine_sweep.py` scores (the held-out slice stays unseen).
 
@@ -15,9 +15,9 @@ import sys
 
 from refine_sweep import add_subset_args, training_subset
 
-from edge_pct.errors import run_reporting_errors
-from edge_pct.evaluate import pck, predict_persons, torch_estimator
-from edge_pct.files import write_text_atomic
+from edge_pct.core.errors import run_reporting_errors
+from edge_pct.core.files import write_text_atomic
+from edge_pct.eval.evaluate import pck, predict_persons, torch_estimator
 from edge_pct.models.factory import load_classifier
 
 

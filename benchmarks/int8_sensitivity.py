@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from refine_sweep import add_subset_args, training_subset
 
-from edge_pct._optional import require
 from edge_pct.calibration.calibrate import CPU_NAME, INT8_NAME, REPORT_NAME, sibling_name
 from edge_pct.calibration.qdq import float_nodes, quantize_qdq
-from edge_pct.errors import InputFileError, run_reporting_errors
-from edge_pct.evaluate import onnx_estimator, pck, predict_persons
-from edge_pct.files import write_text_atomic
+from edge_pct.core.errors import InputFileError, run_reporting_errors
+from edge_pct.core.files import write_text_atomic
+from edge_pct.core.optional import require
+from edge_pct.eval.evaluate import onnx_estimator, pck, predict_persons
 
 MOVED_PX = 4.0
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_pct.calibration.ort_cpu import LEVELS, interleaved_times_ms, op_counts, optimized_graph
-from edge_pct.errors import InputFileError, run_reporting_errors
-from edge_pct.files import write_text_atomic
+from edge_pct.core.errors import InputFileError, run_reporting_errors
+from edge_pct.core.files import write_text_atomic
 
 
 def _session(ort, path: Path, threads: int, level: str, disabled: list[str] | None = None):

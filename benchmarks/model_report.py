@@ -14,9 +14,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edge_pct import DEFAULT_MODEL
-from edge_pct.errors import run_reporting_errors
-from edge_pct.files import write_text_atomic
+from edge_pct.core.package import DEFAULT_MODEL
+from edge_pct.core.errors import run_reporting_errors
+from edge_pct.core.files import write_text_atomic
 from edge_pct.models.factory import load_classifier
 
 
@@ -32,7 +32,7 @@ def inference_params(model: torch.nn.Module) -> int:
 
 
 def gmac(model: torch.nn.Module, size: tuple[int, int]) -> float:
-    """Multiply-accumulates (G) of one forward at batch 1 (conv and matmul only, like PCT-NOTES 5.1)."""
+    """Multiply-accumulates (G) of one forward at batch 1 (conv and matmul only, like docs/method.md §5.1)."""
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         model(torch.rand(1, 3, size[1], size[0]) * 255)

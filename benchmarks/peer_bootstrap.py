@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct import DEFAULT_MODEL
+from edge_pct.core.package import DEFAULT_MODEL
+from edge_pct.core.errors import run_reporting_errors
+from edge_pct.core.files import write_text_atomic
 from edge_pct.data.lsp import load_lsp
-from edge_pct.errors import run_reporting_errors
-from edge_pct.evaluate import mediapipe_estimator, pck_hits, predict_persons, torch_estimator
-from edge_pct.files import write_text_atomic
+from edge_pct.eval.evaluate import mediapipe_estimator, pck_hits, predict_persons, torch_estimator
 from edge_pct.models.factory import load_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -5,7 +5,7 @@ the single-person `track` mode.
     python benchmarks/stream_report.py --model runs/export/model.onnx calibration/lite/model.int8.onnx \
         --json runs/stream_report.json
 
-Every row runs `edge_pct.bench.run_bench` (what `edge-pct bench` runs); the MediaPipe peer runs on the same
+Every row runs `edge_pct.stream.bench.run_bench` (what `edge-pct bench` runs); the MediaPipe peer runs on the same
 video in the same process right after our rows. Jitter is the mean joint acceleration per person height
 (`jitter_rel`, x1000 in the table).
 """
@@ -18,13 +18,13 @@ import json
 import sys
 from pathlib import Path
 
-from edge_pct import DEFAULT_MODEL
-from edge_pct.bench import run_bench, run_peer
+from edge_pct.core.package import DEFAULT_MODEL
 from edge_pct.config import StreamConfig
+from edge_pct.core.errors import run_reporting_errors
+from edge_pct.core.files import write_text_atomic
 from edge_pct.engines.model_files import open_backend
-from edge_pct.errors import run_reporting_errors
-from edge_pct.files import write_text_atomic
-from edge_pct.stream.detectors import create_detector
+from edge_pct.stream.bench import run_bench, run_peer
+from edge_pct.stream.detectors.factory import create_detector
 from edge_pct.stream.pipeline import PosePipeline
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -17,13 +17,13 @@ import time
 import numpy as np
 import torch
 
-from edge_pct import DEFAULT_TOKENIZER
+from edge_pct.core.package import DEFAULT_TOKENIZER
+from edge_pct.core.errors import run_reporting_errors
+from edge_pct.core.files import write_text_atomic
 from edge_pct.data.coco import load_coco_json, load_poses
-from edge_pct.errors import run_reporting_errors
-from edge_pct.files import write_text_atomic
-from edge_pct.knn_baseline import KnnPoseCompleter
-from edge_pct.tokenizer_eval import evaluate_tokenizer_model, score_completer, tokenizer_completer
-from edge_pct.train.checkpoint import load_tokenizer
+from edge_pct.eval.knn_baseline import KnnPoseCompleter
+from edge_pct.eval.tokenizer import evaluate_tokenizer_model, score_completer, tokenizer_completer
+from edge_pct.models.weights import load_tokenizer
 
 
 def decode_latency_ms(model: torch.nn.Module, batch: int, repeats: int = 200) -> float:

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_pct._optional import require
 from edge_pct.calibration.ort_cpu import interleaved_times_ms
-from edge_pct.errors import ConfigError, InputFileError
-from edge_pct.files import file_sha256
+from edge_pct.core.errors import ConfigError, InputFileError
+from edge_pct.core.files import file_sha256
+from edge_pct.core.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def _int8_sidecar(meta: dict[str, Any], onnx_path: Path, onnx_sha: str, method: 
 
 def _report_extra(onnx_path: Path, onnx_sha: str, images: Path, ann: Path | None, seed: int, exclude: list[str],
                   cache_ranges: dict[str, Any], version: int) -> dict[str, Any]:
-    from edge_pct import __version__
+    from edge_pct.core.package import __version__
     from edge_pct.calibration.trt_cache import DEFAULT_ALGORITHM
 
     ort, onnx = require("onnxruntime", "cpu"), require("onnx", "cpu")
@@ -281,8 +281,8 @@ def _measure(fp32_path: Path, int8_path: Path, cpu_path: Path, crops: np.ndarray
     TensorRT graph run by ONNX Runtime; "cpu": `cpu_path`), and ONNX Runtime CPU latency, the graphs interleaved
     run by run so background load hits them alike. latency_ms "int8" is `cpu_path` (what ONNX Runtime should run),
     "int8_tensorrt_graph" is `int8_path`."""
+    from edge_pct.core.geometry import to_model_input
     from edge_pct.engines.runtime import OnnxRuntimeBackend
-    from edge_pct.processing import to_model_input
 
     cpu = ["CPUExecutionProvider"]
     backends = {"fp32": OnnxRuntimeBackend(fp32_path, cpu, threads), "int8": OnnxRuntimeBackend(cpu_path, cpu, threads),
@@ -318,7 +318,7 @@ def _coco_delta(fp32_path: Path, int8_path: Path, cpu_path: Path, ann: Path, ima
     """COCO OKS-AP (GT boxes) of FP32 and both INT8 graphs on the images of `image_ids`, all their persons
     (`*_int8`: the TensorRT graph run by ONNX Runtime; `*_int8_cpu`: the ONNX Runtime CPU graph)."""
     from edge_pct.calibration.reader import subset_annotations
-    from edge_pct.evaluate import evaluate_coco, onnx_estimator
+    from edge_pct.eval.evaluate import evaluate_coco, onnx_estimator
 
     subset = subset_annotations(ann, image_ids, staging / "eval_subset.json")
     a = evaluate_coco(onnx_estimator(fp32_path), subset, images)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_pct._optional import require
+from edge_pct.core.optional import require
 
 # CLI name -> onnxruntime.GraphOptimizationLevel member.
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_pct._optional import require
-from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError
+from edge_pct.core.errors import ConfigError, InputFileError, MissingDependencyError
+from edge_pct.core.optional import require
 
 log = logging.getLogger(__name__)
 

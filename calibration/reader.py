@@ -1,7 +1,7 @@
 """Calibration data: person crops cut and preprocessed exactly as at inference, fed to ONNX Runtime's calibrators.
 
 A crop comes from a box: with COCO-format annotations, each labeled person's ground-truth box (padding 1.25, the
-evaluation crop of `edge_pct.evaluate.predict_persons`); without them, the whole frame as one box (padding 1.0,
+evaluation crop of `edge_pct.eval.evaluate.predict_persons`); without them, the whole frame as one box (padding 1.0,
 the streaming pipeline's first-frame / lost-track region). Either way it goes through `box_to_center_size` ->
 `crop_affine` -> `warp_crops` -> `to_model_input`, the same numpy path as every backend. The streaming person
 detector is not part of this version; when it lands, its boxes plug in here as one more box source beside the
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_pct._optional import require
-from edge_pct.errors import InputFileError
-from edge_pct.processing import box_to_center_size, crop_affine, to_model_input, warp_crops
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.geometry import box_to_center_size, crop_affine, to_model_input, warp_crops
+from edge_pct.core.optional import require
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PERSON_PADDING = 1.25  # ground-truth person boxes, as in evaluation

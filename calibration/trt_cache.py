@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_pct.errors import InputFileError
+from edge_pct.core.errors import InputFileError
 
 DEFAULT_TRT_VERSION = 8601  # TensorRT 8.6.1: JetPack 5.1.x / 6 and the last 8.x
 DEFAULT_ALGORITHM = "EntropyCalibration2"

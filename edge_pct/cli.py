@@ -11,8 +11,8 @@ import logging
 import sys
 from typing import Any
 
-from edge_pct import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
-from edge_pct.errors import EdgePctError, run_reporting_errors
+from edge_pct.core.package import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
+from edge_pct.core.errors import EdgePctError, run_reporting_errors
 
 
 def _write_json(path: str | None, payload: dict[str, Any]) -> None:
@@ -20,7 +20,7 @@ def _write_json(path: str | None, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2)
     print(text)
     if path:
-        from edge_pct.files import write_text_atomic
+        from edge_pct.core.files import write_text_atomic
 
         write_text_atomic(path, text + "\n")
 
@@ -36,8 +36,8 @@ def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_tokenizer(args: argparse.Namespace) -> int:
-    from edge_pct.tokenizer_eval import evaluate_tokenizer_model
-    from edge_pct.train.checkpoint import load_tokenizer
+    from edge_pct.eval.tokenizer import evaluate_tokenizer_model
+    from edge_pct.models.weights import load_tokenizer
 
     if not 0.0 <= args.mask_ratio < 1.0:
         raise EdgePctError(f"--mask-ratio {args.mask_ratio} is out of range: use a value in [0, 1)")
@@ -59,7 +59,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _estimator(spec: str, flip: bool):
     """`--model` value -> Estimator: a .pt checkpoint, an exported .onnx, or mediapipe:PATH.task for the peer."""
-    from edge_pct.evaluate import mediapipe_estimator, onnx_estimator, torch_estimator
+    from edge_pct.eval.evaluate import mediapipe_estimator, onnx_estimator, torch_estimator
 
     if spec.startswith("mediapipe:"):
         return mediapipe_estimator(spec.split(":", 1)[1])
@@ -74,7 +74,7 @@ def _estimator(spec: str, flip: bool):
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from edge_pct.evaluate import evaluate_coco, evaluate_lsp
+    from edge_pct.eval.evaluate import evaluate_coco, evaluate_lsp
 
     if not args.lsp and not (args.coco_ann and args.images):
         raise EdgePctError("Nothing to evaluate: pass --coco-ann JSON --images DIR, or --lsp LSPET_ROOT")
@@ -95,7 +95,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edge_pct.export import export_onnx
+    from edge_pct.export.onnx import export_onnx
 
     _write_json(args.json, export_onnx(args.checkpoint, args.out, batch=args.batch, opset=args.opset,
                                        precision=args.precision))
@@ -120,10 +120,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edge_pct.bench import run_bench, run_peer
     from edge_pct.config import load_config
     from edge_pct.engines.model_files import open_backend
-    from edge_pct.stream.detectors import create_detector
+    from edge_pct.stream.bench import run_bench, run_peer
+    from edge_pct.stream.detectors.factory import create_detector
     from edge_pct.stream.pipeline import PosePipeline
 
     overrides = list(args.set) + ([f"stream.max_persons={args.max_persons}"] if args.max_persons else [])
@@ -146,7 +146,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
-    from edge_pct.app.__main__ import run_app  # PyQt6 is imported inside run_app only
+    from edge_pct.app.launch import run_app  # PyQt6 is imported inside run_app only
     from edge_pct.config import load_config
 
     if args.screenshot and args.exit_after is None:

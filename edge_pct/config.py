@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_pct.errors import ConfigError
+from edge_pct.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,7 +56,7 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class TokenizerTrainConfig:
-    """Training of the pose tokenizer on COCO poses (PCT-NOTES 1.6-1.8, with our changes noted)."""
+    """Training of the pose tokenizer on COCO poses (docs/method.md §1.6-1.8, with our changes noted)."""
 
     epochs: int = 50
     batch_size: int = 512
@@ -70,7 +70,7 @@ class TokenizerTrainConfig:
     # rather than uniformly (the paper). Off by default, as in the paper.
     oks_weighted_l1: bool = False
     padding: float = 1.25  # box -> crop enlargement
-    # Pose augmentation (PCT-NOTES 1.8)
+    # Pose augmentation (docs/method.md §1.8)
     flip_prob: float = 0.5
     rot_prob: float = 0.6
     rot_sigma: float = 40.0  # degrees, clipped at 2 sigma
@@ -126,7 +126,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Stage-2 training on person crops (PCT-NOTES 2.4-2.5, scaled to a light backbone and a small dataset)."""
+    """Stage-2 training on person crops (docs/method.md §2.4-2.5, scaled to a light backbone and a small dataset)."""
 
     tokenizer: str = ""  # tokenizer checkpoint; "" = the shipped one
     # YOLOX ONNX export whose backbone + PAFPN weights initialise a cspdarknet backbone of the same size
@@ -137,6 +137,9 @@ class TrainConfig:
     coco_ann: str = ""  # optional extra COCO-format training set (json) ...
     coco_images: str = ""  # ... and its image folder
     coco_repeat: int = 1  # each epoch sees the COCO-format set this many times (a small in-domain set beside LSP)
+    # Folder of COCO person crops (annotations.npz + crops/); its "train" split is trained on, "dev" never.
+    coco_crops: str = ""
+    coco_crops_repeat: int = 1  # each epoch sees the crops this many times (COCO-convention labels weigh more)
     epochs: int = 60
     batch_size: int = 32
     lr: float = 2e-3
@@ -340,6 +343,6 @@ def save_config(cfg: Any, path: str | Path) -> None:
     """Write a config dataclass to TOML (atomically: temp name, then rename)."""
     import tomli_w
 
-    from edge_pct.files import write_text_atomic
+    from edge_pct.core.files import write_text_atomic
 
     write_text_atomic(path, tomli_w.dumps(config_to_dict(cfg)))

@@ -2,7 +2,7 @@
 
 `build_engine` parses an `edge-pct export` (or `edge-pct calibrate` Q/DQ) ONNX with TensorRT's OnnxParser, sets one
 optimisation profile over a dynamic batch (min 1, opt max_batch // 2, max max_batch), configures the precision
-through `_trt` (builder flags on TensorRT <= 10, types in the ONNX on 11), and writes `<engine>` plus
+through `trt_compat` (builder flags on TensorRT <= 10, types in the ONNX on 11), and writes `<engine>` plus
 `<engine stem>.json`: TensorRT version, GPU name and compute capability, precision, I/O shapes, max batch, build
 time, the source ONNX's sha256 and sidecar, edge-pct version. A runtime refuses an engine whose manifest does not
 match its TensorRT and GPU (`trt_runtime.check_manifest`). Nothing is written inside the .engine file itself.
@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_pct.engines import _trt
-from edge_pct.errors import ConfigError, InputFileError
-from edge_pct.files import file_sha256, write_atomic
+from edge_pct.core.errors import ConfigError, InputFileError
+from edge_pct.core.files import file_sha256, write_atomic
+from edge_pct.engines import trt_compat
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def gpu_info() -> dict[str, str | None]:
 
 
 def _check_args(precision: str, workspace_gb: float, max_batch: int, out: Path) -> None:
-    if precision not in _trt.ENGINE_PRECISIONS:
-        raise ConfigError(f"--precision '{precision}' is invalid. Valid: {list(_trt.ENGINE_PRECISIONS)}")
+    if precision not in trt_compat.ENGINE_PRECISIONS:
+        raise ConfigError(f"--precision '{precision}' is invalid. Valid: {list(trt_compat.ENGINE_PRECISIONS)}")
     if not workspace_gb > 0:
         raise ConfigError(f"--workspace-gb {workspace_gb} is invalid: use a positive size in GiB, e.g. 2")
     if max_batch < 1:
@@ -96,7 +96,7 @@ def _check_files(onnx: Path, calib_cache: Path | None) -> None:
 
 def _parse(trt: Any, network: Any, onnx: Path) -> Any:
     """Parse `onnx` into `network`; every parser error goes into the InputFileError."""
-    parser = trt.OnnxParser(network, _trt.logger())
+    parser = trt.OnnxParser(network, trt_compat.logger())
     if not parser.parse(onnx.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)).strip() for i in range(parser.num_errors)) or "no parser message"
         raise InputFileError(f"TensorRT {trt.__version__} cannot parse '{onnx}': {errors}. Re-export it with "
@@ -162,29 +162,29 @@ def build_engine(onnx: str | Path, precision: str, out: str | Path | None = None
     out = Path(out) if out is not None else default_engine_path(onnx, precision)
     calib = Path(calib_cache) if calib_cache is not None else None
     _check_args(precision, workspace_gb, max_batch, out)
-    trt = _trt.import_tensorrt()  # before the file checks: without TensorRT nothing here can work
+    trt = trt_compat.import_tensorrt()  # before the file checks: without TensorRT nothing here can work
     _check_files(onnx, calib)
-    builder = trt.Builder(_trt.logger())
-    network = _trt.create_network(builder, strongly_typed=_trt.is_strongly_typed_only())
+    builder = trt.Builder(trt_compat.logger())
+    network = trt_compat.create_network(builder, strongly_typed=trt_compat.is_strongly_typed_only())
     parser = _parse(trt, network, onnx)
-    graph = _trt.inspect_network(network)
+    graph = trt_compat.inspect_network(network)
     config = builder.create_builder_config()
-    _trt.set_workspace(config, int(workspace_gb * GiB))
+    trt_compat.set_workspace(config, int(workspace_gb * GiB))
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     profile_obj, profile = _batch_profile(builder, config, inputs, max_batch)
-    calibrator = _trt.set_precision(config, precision, calib, qdq=graph["qdq"], fp16_in_graph=graph["fp16"],
+    calibrator = trt_compat.set_precision(config, precision, calib, qdq=graph["qdq"], fp16_in_graph=graph["fp16"],
                                     calibration_profile=profile_obj)
     if timing_cache is not None:
-        _trt.load_timing_cache(config, Path(timing_cache))
+        trt_compat.load_timing_cache(config, Path(timing_cache))
     log.info("Building a %s TensorRT %s engine from %s (this takes minutes)", precision, trt.__version__, onnx)
     start = time.perf_counter()
-    blob = _trt.serialize_engine(builder, network, config)
+    blob = trt_compat.serialize_engine(builder, network, config)
     build_s = round(time.perf_counter() - start, 3)
     if timing_cache is not None:
-        _trt.save_timing_cache(config, Path(timing_cache))
+        trt_compat.save_timing_cache(config, Path(timing_cache))
     del calibrator, parser  # both must outlive the build, nothing more
     manifest = {"engine": out.name, **_provenance(onnx, precision, graph["qdq"], calib), "tensorrt": trt.__version__,
-                "gpu": gpu_info(), "strongly_typed": _trt.is_strongly_typed_only(),
+                "gpu": gpu_info(), "strongly_typed": trt_compat.is_strongly_typed_only(),
                 **_io_shapes(network, profile), "workspace_gb": workspace_gb, "build_s": build_s,
                 "sidecar": _read_sidecar(onnx),
                 "versions": {"edge_pct": _edge_pct_version(), "tensorrt": trt.__version__}}
@@ -210,6 +210,6 @@ def _io_shapes(network: Any, profile: dict[str, int] | None) -> dict[str, Any]:
 
 
 def _edge_pct_version() -> str:
-    from edge_pct import __version__
+    from edge_pct.core.package import __version__
 
     return __version__

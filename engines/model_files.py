@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from edge_pct.core.errors import ConfigError, InputFileError
+from edge_pct.core.files import file_sha256
 from edge_pct.engines.runtime import BACKENDS, PoseBackend, create_backend
-from edge_pct.errors import ConfigError, InputFileError
-from edge_pct.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def cache_dir() -> Path:
 
 def cached_onnx(checkpoint: str | Path) -> Path:
     """The ONNX export of `checkpoint` in the cache, exported now if missing (a few seconds, once)."""
-    from edge_pct.export import export_onnx
+    from edge_pct.export.onnx import export_onnx
 
     digest = file_sha256(checkpoint)[:16]
     out = cache_dir() / digest / "model.onnx"
@@ -51,7 +51,7 @@ def open_backend(model: str | Path | None = None, backend: str | None = None, **
     kwargs go to the backend class (e.g. threads for onnxruntime). Raises InputFileError for a missing model
     and ConfigError for a backend that cannot run that file type.
     """
-    from edge_pct import DEFAULT_MODEL
+    from edge_pct.core.package import DEFAULT_MODEL
 
     path = Path(model) if model is not None else DEFAULT_MODEL
     if not path.is_file():

@@ -1,9 +1,9 @@
 """Pose backends: one protocol over torch, ONNX Runtime and TensorRT, chosen by name.
 
-A backend maps model input (N, 3, H, W) float32 RGB 0-255 (`edge_pct.processing.to_model_input`) to
+A backend maps model input (N, 3, H, W) float32 RGB 0-255 (`edge_pct.core.geometry.to_model_input`) to
 {"joints": (N, 17, 2) model-input crop px, "confidence": (N, 17) in [0, 1], "token_probs": (N, M, V)}, and
 `decode(token_probs)` runs the tokenizer decoder alone (after per-track token smoothing). Pre- and
-post-processing are numpy (`edge_pct.processing`), shared by every backend; a backend only infers.
+post-processing are numpy (`edge_pct.core.geometry`), shared by every backend; a backend only infers.
 Heavy runtimes (torch, onnxruntime, tensorrt) are imported by the backend that needs them, never here.
 ONNX Runtime execution providers: https://onnxruntime.ai/docs/execution-providers/.
 """
@@ -18,20 +18,24 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from edge_pct._optional import require
-from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError
-from edge_pct.files import read_json_artifact
+from edge_pct.core.errors import ConfigError, InputFileError
+from edge_pct.core.optional import require
+from edge_pct.engines.onnx_io import (
+    OUTPUT_KEYS,
+    check_array,
+    empty_outputs,
+    image_shape,
+    open_session,
+    read_sidecar,
+    run_padded,
+    select_providers,
+)
 
 if TYPE_CHECKING:
     from edge_pct.models.classifier import PoseClassifier
 
 log = logging.getLogger(__name__)
 
-OUTPUT_KEYS = ("joints", "confidence", "token_probs")
-# Fastest first; each is used only when this onnxruntime build has it (onnxruntime-gpu for CUDA/TensorRT).
-PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-_SIDECAR_KEYS = ("onnx", "decoder_onnx", "input_size", "batch", "precision", "num_joints", "num_tokens",
-                 "codebook_size")
 
 
 @runtime_checkable
@@ -54,24 +58,6 @@ class PoseBackend(Protocol):
         ...
 
 
-def _check_array(x: np.ndarray, tail: tuple[int, ...], what: str) -> np.ndarray:
-    """(N, *tail) -> C-contiguous float32, or a ValueError naming the expected shape."""
-    x = np.asarray(x)
-    if x.ndim != len(tail) + 1 or tuple(x.shape[1:]) != tail:
-        raise ValueError(f"{what} must be (N, {', '.join(map(str, tail))}), got {x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def _image_shape(input_size: tuple[int, int]) -> tuple[int, int, int]:
-    w, h = input_size
-    return 3, h, w
-
-
-def _empty(num_joints: int, num_tokens: int, codebook_size: int) -> dict[str, np.ndarray]:
-    return {"joints": np.zeros((0, num_joints, 2), np.float32), "confidence": np.zeros((0, num_joints), np.float32),
-            "token_probs": np.zeros((0, num_tokens, codebook_size), np.float32)}
-
-
 class TorchBackend:
     """The PyTorch model itself (reference backend): a classifier checkpoint path or a PoseClassifier.
 
@@ -83,7 +69,7 @@ class TorchBackend:
     precision = "fp32"
 
     def __init__(self, model: str | Path | PoseClassifier, batch: int = 32, device: str | None = None) -> None:
-        from edge_pct.export import DecoderGraph, PoseGraph
+        from edge_pct.export.onnx import DecoderGraph, PoseGraph
 
         if isinstance(model, (str, Path)):
             from edge_pct.models.factory import load_classifier
@@ -103,9 +89,9 @@ class TorchBackend:
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        x = _check_array(images, _image_shape(self.input_size), "images")
+        x = check_array(images, image_shape(self.input_size), "images")
         if not len(x):
-            return _empty(*self._dims)
+            return empty_outputs(*self._dims)
         parts = []
         with torch.inference_mode():
             for s in range(0, len(x), self._chunk):
@@ -117,69 +103,11 @@ class TorchBackend:
         import torch
 
         _, m, v = self._dims
-        p = _check_array(token_probs, (m, v), "token_probs")
+        p = check_array(token_probs, (m, v), "token_probs")
         if not len(p):
             return np.zeros((0, self._dims[0], 2), np.float32)
         with torch.inference_mode():
             return self._decoder(torch.from_numpy(p).to(self._device)).float().cpu().numpy()
-
-
-def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
-    """The `<stem>.json` written by `edge-pct export` next to `<stem>.onnx`; InputFileError naming the fix."""
-    path = Path(onnx_path)
-    side = path.with_suffix(".json")
-    fix = f"run `edge-pct export --checkpoint PT --out {path}`"
-    if not path.is_file():
-        raise InputFileError(f"ONNX model '{path}' not found: {fix}")
-    return read_json_artifact(side, "Sidecar", set(_SIDECAR_KEYS), "`edge-pct export`", fix)
-
-
-def select_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
-    """Execution providers to ask for: `requested` (each must be available), or the fastest available of
-    TensorRT, CUDA, CPU. ONNX Runtime falls back along the list when one fails to start."""
-    if requested is None:
-        return [p for p in PREFERRED_PROVIDERS if p in available] or list(available)
-    for p in requested:
-        if p not in available:
-            close = difflib.get_close_matches(p, list(available), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise MissingDependencyError(f"Execution provider '{p}' is not in this onnxruntime build. Valid: "
-                                         f"{sorted(available)}.{hint} (CUDA/TensorRT: pip install 'edge-pct[gpu]')")
-    return list(requested)
-
-
-def _open_session(ort: Any, path: Path, opts: Any, providers: list[str], onnx_path: Path,
-                  fix: str | None = None) -> Any:
-    """onnxruntime.InferenceSession of `path` (the image or decoder graph exported as `onnx_path`), with ORT's
-    load errors (not RuntimeError subclasses) as InputFileError ending in `fix` (default: re-export `onnx_path`)."""
-    fix = fix or f"re-export with `edge-pct export --checkpoint PT --out {onnx_path}`"
-    state = ort.capi.onnxruntime_pybind11_state
-    load_errors = tuple(getattr(state, n) for n in ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf",
-                                                    "NoSuchFile", "NoModel", "NotImplemented", "RuntimeException")
-                        if hasattr(state, n))
-    if not path.is_file():
-        raise InputFileError(f"ONNX model '{path}' not found: {fix}")
-    try:
-        return ort.InferenceSession(str(path), opts, providers=providers)
-    except load_errors as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputFileError(f"ONNX model '{path}' is corrupt or unreadable by onnxruntime {ort.__version__} "
-                             f"({first}): {fix}") from e
-
-
-def _run_padded(session: Any, feed: str, x: np.ndarray, outputs: Sequence[str], batch: int | None) -> list:
-    """session.run over any N: one run for a dynamic batch; chunks of `batch` for a fixed one, the last
-    chunk padded with copies of its last row (in-distribution) and the padding cut off again."""
-    if batch is None:
-        return session.run(list(outputs), {feed: x})
-    parts = []
-    for s in range(0, len(x), batch):
-        chunk = x[s:s + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-        parts.append([o[:n] for o in session.run(list(outputs), {feed: chunk})])
-    return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
 
 class OnnxRuntimeBackend:
@@ -201,8 +129,8 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self._session = _open_session(ort, path, opts, chosen, path)
-        self._decoder = _open_session(ort, path.with_name(meta["decoder_onnx"]), opts, chosen, path)
+        self._session = open_session(ort, path, opts, chosen, path)
+        self._decoder = open_session(ort, path.with_name(meta["decoder_onnx"]), opts, chosen, path)
         self.meta = meta
         self.path = path
         self.providers: list[str] = self._session.get_providers()  # what ORT actually runs on
@@ -210,7 +138,7 @@ class OnnxRuntimeBackend:
         self.input_size: tuple[int, int] = tuple(meta["input_size"])
         self.max_batch: int | None = meta["batch"]
         self._dims = (meta["num_joints"], meta["num_tokens"], meta["codebook_size"])
-        self._input = self._check_io(self._session, _image_shape(self.input_size), OUTPUT_KEYS)
+        self._input = self._check_io(self._session, image_shape(self.input_size), OUTPUT_KEYS)
         self._decoder_input = self._check_io(self._decoder, self._dims[1:], ("joints",))
 
     def _check_io(self, session: Any, tail: tuple[int, ...], outputs: Sequence[str]) -> str:
@@ -227,17 +155,17 @@ class OnnxRuntimeBackend:
         return inputs[0].name
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        x = _check_array(images, _image_shape(self.input_size), "images")
+        x = check_array(images, image_shape(self.input_size), "images")
         if not len(x):
-            return _empty(*self._dims)
-        outs = _run_padded(self._session, self._input, x, OUTPUT_KEYS, self.max_batch)
+            return empty_outputs(*self._dims)
+        outs = run_padded(self._session, self._input, x, OUTPUT_KEYS, self.max_batch)
         return dict(zip(OUTPUT_KEYS, outs, strict=True))
 
     def decode(self, token_probs: np.ndarray) -> np.ndarray:
-        p = _check_array(token_probs, self._dims[1:], "token_probs")
+        p = check_array(token_probs, self._dims[1:], "token_probs")
         if not len(p):
             return np.zeros((0, self._dims[0], 2), np.float32)
-        return _run_padded(self._decoder, self._decoder_input, p, ("joints",), self.max_batch)[0]
+        return run_padded(self._decoder, self._decoder_input, p, ("joints",), self.max_batch)[0]
 
 
 def _tensorrt_backend(model_path: str | Path, **kwargs: Any) -> PoseBackend:

@@ -6,7 +6,7 @@ mismatch is an InputFileError carrying the exact `edge-pct build ...` command th
 a pure function). Device memory: torch CUDA tensors (torch is a core dependency; `data_ptr()` is the address
 TensorRT takes and the caching allocator frees it on close) and one torch.cuda.Stream (`cuda_stream` is the raw
 handle), with pinned host staging buffers so both copies are asynchronous. RAII layout after TensorRT's
-samples/python/common_runtime.py; version-dependent calls go through `_trt`.
+samples/python/common_runtime.py; version-dependent calls go through `trt_compat`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from edge_pct.engines import _trt
+from edge_pct.core.errors import EdgePctError, InputFileError
+from edge_pct.core.files import read_json_artifact
+from edge_pct.engines import trt_compat
 from edge_pct.engines.build import gpu_info, manifest_path
-from edge_pct.errors import EdgePctError, InputFileError
-from edge_pct.files import read_json_artifact
+from edge_pct.engines.onnx_io import (
+    OUTPUT_KEYS,
+    SIDECAR_KEYS,
+    check_array,
+    empty_outputs,
+    image_shape,
+    open_session,
+    read_sidecar,
+    run_padded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +76,7 @@ def check_manifest(manifest: Mapping[str, Any], engine: str | Path, tensorrt_ver
     """
     problems = []
     built = str(manifest.get("tensorrt"))
-    if _trt.parse_version(built) != _trt.parse_version(tensorrt_version):
+    if trt_compat.parse_version(built) != trt_compat.parse_version(tensorrt_version):
         problems.append(f"was built with TensorRT {built}, this is TensorRT {tensorrt_version}")
     gpu = manifest.get("gpu") or {}
     built_cc = gpu.get("compute_capability")
@@ -97,7 +107,7 @@ class TrtRunner:
     def __init__(self, engine_path: str | Path, check: bool = True) -> None:
         import torch
 
-        trt = _trt.import_tensorrt()
+        trt = trt_compat.import_tensorrt()
         self.path = Path(engine_path)
         self.manifest = read_manifest(self.path)
         if not torch.cuda.is_available():
@@ -105,16 +115,16 @@ class TrtRunner:
                                "machine, or a CUDA build of torch (JetPack's on Jetson)")
         if check:
             check_manifest(self.manifest, self.path, trt.__version__, gpu_info()["compute_capability"])
-        self._runtime, self.engine = _trt.deserialize(self.path.read_bytes())
+        self._runtime, self.engine = trt_compat.deserialize(self.path.read_bytes())
         if self.engine is None:
             raise InputFileError(f"TensorRT {trt.__version__} cannot load engine '{self.path}' (corrupt, or built "
                                  f"elsewhere): rebuild it with `{rebuild_command(self.manifest, self.path)}`")
         self.context = self.engine.create_execution_context()
-        specs = _trt.tensor_io(self.engine)
+        specs = trt_compat.tensor_io(self.engine)
         self._inputs = [s for s in specs if s.is_input]
         self._outputs = [s for s in specs if not s.is_input]
         self.dynamic = self._inputs[0].shape[0] == -1
-        self.max_batch = (_trt.input_profile(self.engine, self._inputs[0].name)[2][0] if self.dynamic
+        self.max_batch = (trt_compat.input_profile(self.engine, self._inputs[0].name)[2][0] if self.dynamic
                           else self._inputs[0].shape[0])
         self._stream = torch.cuda.Stream()
         self._device: dict[str, Any] = {}
@@ -126,23 +136,23 @@ class TrtRunner:
         for spec in self._inputs:
             shape = (self.max_batch, *spec.shape[1:])
             if self.dynamic:
-                _trt.set_input_shape(self.context, spec.name, shape)
+                trt_compat.set_input_shape(self.context, spec.name, shape)
             self._alloc(spec, shape)
         for spec in self._outputs:
-            self._alloc(spec, _trt.output_shape(self.context, spec.name))
+            self._alloc(spec, trt_compat.output_shape(self.context, spec.name))
 
-    def _alloc(self, spec: _trt.TensorSpec, shape: tuple[int, ...]) -> None:
+    def _alloc(self, spec: trt_compat.TensorSpec, shape: tuple[int, ...]) -> None:
         import torch
 
         dtype = _torch_dtype(spec.dtype)
         self._device[spec.name] = torch.empty(shape, dtype=dtype, device="cuda")
         self._host[spec.name] = torch.empty(shape, dtype=dtype, pin_memory=True)
 
-    def input_spec(self) -> list[_trt.TensorSpec]:
+    def input_spec(self) -> list[trt_compat.TensorSpec]:
         """The engine's inputs: name, shape (-1 = dynamic batch), numpy dtype."""
         return list(self._inputs)
 
-    def output_spec(self) -> list[_trt.TensorSpec]:
+    def output_spec(self) -> list[trt_compat.TensorSpec]:
         """The engine's outputs: name, shape (-1 = dynamic batch), numpy dtype."""
         return list(self._outputs)
 
@@ -179,8 +189,8 @@ class TrtRunner:
                 np.copyto(host.numpy(), x, casting="same_kind")
                 self._device[spec.name][:rows].copy_(host, non_blocking=True)
                 if self.dynamic:
-                    _trt.set_input_shape(self.context, spec.name, (rows, *spec.shape[1:]))
-            _trt.execute_async(self.context, {k: t.data_ptr() for k, t in self._device.items()},
+                    trt_compat.set_input_shape(self.context, spec.name, (rows, *spec.shape[1:]))
+            trt_compat.execute_async(self.context, {k: t.data_ptr() for k, t in self._device.items()},
                                self._stream.cuda_stream)
             for spec in self._outputs:
                 self._host[spec.name][:rows].copy_(self._device[spec.name][:rows], non_blocking=True)
@@ -216,9 +226,8 @@ class TrtBackend:
     name = "tensorrt"
 
     def __init__(self, engine_path: str | Path, check: bool = True) -> None:
-        from edge_pct.engines.runtime import OUTPUT_KEYS, _image_shape
 
-        _trt.import_tensorrt()  # the first thing to fix on a machine without it
+        trt_compat.import_tensorrt()  # the first thing to fix on a machine without it
         self.path = Path(engine_path)
         self.runner = TrtRunner(self.path, check=check)
         manifest = self.runner.manifest
@@ -229,21 +238,20 @@ class TrtBackend:
         self._dims = (self.meta["num_joints"], self.meta["num_tokens"], self.meta["codebook_size"])
         spec = self.runner.input_spec()
         names = {s.name for s in self.runner.output_spec()}
-        if len(spec) != 1 or tuple(spec[0].shape[1:]) != _image_shape(self.input_size) or not set(OUTPUT_KEYS) <= names:
+        if len(spec) != 1 or tuple(spec[0].shape[1:]) != image_shape(self.input_size) or not set(OUTPUT_KEYS) <= names:
             raise InputFileError(f"Engine '{self.path}' does not match its export sidecar (inputs "
                                  f"{[(s.name, s.shape) for s in spec]}, outputs {sorted(names)}): rebuild it with "
                                  f"`{rebuild_command(manifest, self.path)}`")
         self._decoder: Any = None
 
     def _sidecar(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        from edge_pct.engines.runtime import _SIDECAR_KEYS, read_sidecar
 
         meta = manifest.get("sidecar")
         if not isinstance(meta, dict):  # built without a sidecar: the ONNX's own, else one copied next to the engine
             onnx = Path(manifest.get("onnx_abspath") or manifest.get("onnx", "model.onnx"))
             near_engine = self.path.parent / onnx.name
             return read_sidecar(near_engine if near_engine.with_suffix(".json").is_file() else onnx)
-        missing = [k for k in _SIDECAR_KEYS if k not in meta]
+        missing = [k for k in SIDECAR_KEYS if k not in meta]
         if missing:
             raise InputFileError(f"The export sidecar in manifest '{manifest_path(self.path)}' lacks {missing}: "
                                  f"re-export the ONNX and rebuild with `{rebuild_command(manifest, self.path)}`")
@@ -257,19 +265,17 @@ class TrtBackend:
         return first if first.is_file() else self.path.parent / name
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        from edge_pct.engines.runtime import OUTPUT_KEYS, _check_array, _empty, _image_shape
 
-        x = _check_array(images, _image_shape(self.input_size), "images")
+        x = check_array(images, image_shape(self.input_size), "images")
         if not len(x):
-            return _empty(*self._dims)
+            return empty_outputs(*self._dims)
         out = self.runner.infer(x)
         return {k: out[k].astype(np.float32, copy=False) for k in OUTPUT_KEYS}
 
     def decode(self, token_probs: np.ndarray) -> np.ndarray:
-        from edge_pct._optional import require
-        from edge_pct.engines.runtime import _check_array, _open_session, _run_padded
+        from edge_pct.core.optional import require
 
-        p = _check_array(token_probs, self._dims[1:], "token_probs")
+        p = check_array(token_probs, self._dims[1:], "token_probs")
         if not len(p):
             return np.zeros((0, self._dims[0], 2), np.float32)
         if self._decoder is None:
@@ -277,9 +283,9 @@ class TrtBackend:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1  # a few persons: threads cost more than they give
             path = self._decoder_path()
-            self._decoder = _open_session(ort, path, opts, ["CPUExecutionProvider"], path.with_name(self.meta["onnx"]))
+            self._decoder = open_session(ort, path, opts, ["CPUExecutionProvider"], path.with_name(self.meta["onnx"]))
         feed = self._decoder.get_inputs()[0].name
-        return _run_padded(self._decoder, feed, p, ("joints",), self.meta.get("batch"))[0]
+        return run_padded(self._decoder, feed, p, ("joints",), self.meta.get("batch"))[0]
 
     def close(self) -> None:
         """Release the engine and its buffers."""

@@ -29,7 +29,7 @@ from edge_pct.app import camera_worker  # noqa: E402
 from edge_pct.app.main_window import MainWindow  # noqa: E402
 from edge_pct.app.settings import GEOMETRY_KEY, AppSettings, load_settings, open_settings, save_settings  # noqa: E402
 from edge_pct.cli import main  # noqa: E402
-from edge_pct.errors import SourceError  # noqa: E402
+from edge_pct.core.errors import SourceError  # noqa: E402
 from edge_pct.stream.overlay import JOINT_COLORS  # noqa: E402
 from edge_pct.stream.sources import Frame  # noqa: E402
 
@@ -282,7 +282,7 @@ def test_without_pyqt6_the_app_command_names_the_extra():
     code = (
         "import sys\n"
         "sys.modules['PyQt6'] = None  # as if the `app` extra were not installed\n"
-        "import edge_pct.app, edge_pct.app.__main__  # importable without Qt\n"
+        "import edge_pct.app, edge_pct.app.__main__, edge_pct.app.launch  # importable without Qt\n"
         "from edge_pct.cli import main\n"
         "sys.exit(main(['app', '--exit-after', '1']))\n"
     )

@@ -22,7 +22,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 
-from edge_pct.errors import ConfigError, InputFileError  # noqa: E402
+from edge_pct.core.errors import ConfigError, InputFileError  # noqa: E402
 
 ARTIFACTS = ["calib.cache", "model.int8.cpu.json", "model.int8.cpu.onnx", "model.int8.decoder.onnx", "model.int8.json",
              "model.int8.onnx", "report.json"]
@@ -325,7 +325,7 @@ def test_minmax_ranges_match_a_plain_onnxruntime_pass(tiny_export, coco_set):
     """Oracle: every calibrated tensor made a graph output, one ONNX Runtime run per batch, np.min / np.max."""
     from edge_pct.calibration.qdq import calibrate_ranges
     from edge_pct.calibration.reader import calibration_reader, cut_crops, select_samples
-    from edge_pct.processing import to_model_input
+    from edge_pct.core.geometry import to_model_input
 
     sel = select_samples(coco_set[0], num=6, heldout=0, ann=coco_set[1], seed=1)
     crops = cut_crops(sel.calib, (48, 64))

@@ -86,7 +86,7 @@ def test_heatmap_refinement_finds_the_sub_cell_position_of_a_trained_peak():
 
 
 def test_refine_model_outputs_the_refined_joints(tiny_tokenizer_cfg):
-    from edge_pct.errors import ConfigError
+    from edge_pct.core.errors import ConfigError
     from edge_pct.models.classifier import refine_with_heatmap
 
     tok = PoseTokenizer(dataclasses.replace(tiny_tokenizer_cfg, input_size=(96, 128))).eval()
@@ -154,7 +154,7 @@ def test_straight_through_uses_the_hard_code_forward_and_soft_gradient(tiny_mode
 
 
 def test_aspect_mismatch_is_refused(tiny_tokenizer_cfg):
-    from edge_pct.errors import EdgePctError
+    from edge_pct.core.errors import EdgePctError
 
     with pytest.raises(EdgePctError, match="aspect"):
         build_classifier(TINY, PoseTokenizer(dataclasses.replace(tiny_tokenizer_cfg, input_size=(128, 128))))
@@ -336,9 +336,9 @@ def test_train_starts_the_cspdarknet_from_the_yolox_detector(tmp_path, tiny_mode
 def test_shipped_models_pose_held_out_lsp_persons(name, min_pck):
     """The shipped models on the first 200 held-out LSP-extended persons (never trained on): PCK@0.2 above
     `min_pck` (0.562 / 0.423 on all 737, README), and the per-joint confidence is higher where the joints are right."""
-    from edge_pct import WEIGHTS_DIR
+    from edge_pct.core.package import WEIGHTS_DIR
     from edge_pct.data.lsp import load_lsp
-    from edge_pct.evaluate import pck, predict_persons, torch_estimator
+    from edge_pct.eval.evaluate import pck, predict_persons, torch_estimator
 
     persons = load_lsp(require_data(SHARED_DATA / "lspet"), "heldout").subset(np.arange(200))
     joints, scores, _, _ = predict_persons(torch_estimator(load_classifier(WEIGHTS_DIR / name)), persons)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from edge_pct.config import RunConfig, load_config, save_config
-from edge_pct.errors import ConfigError
+from edge_pct.core.errors import ConfigError
 
 
 def test_toml_round_trip(tmp_path):

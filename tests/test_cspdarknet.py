@@ -10,7 +10,7 @@ import torch
 
 from conftest import YOLOX_NANO, require_data
 from edge_pct.config import ModelConfig
-from edge_pct.errors import ConfigError, InputFileError
+from edge_pct.core.errors import ConfigError, InputFileError
 from edge_pct.models.cspdarknet import ConvBnAct, CSPDarknetPAFPN, fit_batchnorm, load_yolox_onnx
 from edge_pct.models.factory import build_classifier, init_backbone
 from edge_pct.models.tokenizer import PoseTokenizer

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, require_data
-from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError
-from edge_pct.stream.detect_mediapipe import landmarks_to_box
-from edge_pct.stream.detect_yolox import YoloxDetector, decode_yolox, letterbox, make_grids, to_input
-from edge_pct.stream.detectors import DETECTOR_MODEL_ENV, CentreRoiDetector, Detector, create_detector, nms
+from edge_pct.core.errors import ConfigError, InputFileError, MissingDependencyError
+from edge_pct.stream.detectors.base import Detector, nms
+from edge_pct.stream.detectors.factory import DETECTOR_MODEL_ENV, CentreRoiDetector, create_detector
+from edge_pct.stream.detectors.mediapipe import landmarks_to_box
+from edge_pct.stream.detectors.yolox import YoloxDetector, decode_yolox, letterbox, make_grids, to_input
 
 YOLOX_NANO = SHARED_DATA / "models" / "yolox_nano.onnx"
 POSE_TASK = SHARED_DATA / "models" / "pose_landmarker_full.task"
@@ -144,7 +145,7 @@ def test_yolox_detector_rejects_other_models(tmp_path):
 
 def test_yolox_detector_runs_an_engine_through_trt_runner(tmp_path, monkeypatch):
     from edge_pct.engines import trt_runtime
-    from edge_pct.engines._trt import TensorSpec
+    from edge_pct.engines.trt_compat import TensorSpec
 
     class FakeRunner:  # TrtRunner's surface: input_spec, output_spec, infer, close
         def __init__(self, path: Path) -> None:
@@ -281,7 +282,8 @@ def test_create_detector_errors_name_the_fix(tmp_path):
 
 def test_detector_modules_import_without_heavy_runtimes():
     code = (
-        "import sys, edge_pct.stream.detectors, edge_pct.stream.detect_yolox, edge_pct.stream.detect_mediapipe\n"
+        "import sys, edge_pct.stream.detectors.factory, edge_pct.stream.detectors.yolox\n"
+        "import edge_pct.stream.detectors.mediapipe\n"
         "print([m for m in ('onnxruntime', 'mediapipe', 'tensorrt', 'torch') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, require_data, write_one_person_coco
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.geometry import apply_affine, invert_affine, warp_crops
 from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
-from edge_pct.errors import InputFileError
-from edge_pct.evaluate import Estimator, pck, pck_hits, predict_persons, torch_estimator
-from edge_pct.processing import apply_affine, invert_affine, warp_crops
+from edge_pct.eval.evaluate import Estimator, pck, pck_hits, predict_persons, torch_estimator
 
 
 def test_image_warp_and_point_transform_agree():
@@ -66,7 +66,7 @@ def test_flip_test_is_mirror_symmetric():
 
 
 def test_fuse_flip_averages_agreeing_joints_and_keeps_the_surer_of_two_that_disagree():
-    from edge_pct.evaluate import fuse_flip
+    from edge_pct.eval.evaluate import fuse_flip
 
     plain = np.array([[[10.0, 10.0], [50.0, 20.0], [5.0, 5.0]]])
     mirrored = np.array([[[12.0, 10.0], [20.0, 20.0], [40.0, 5.0]]])  # joints 1 and 2: 30 and 35 px apart

@@ -17,7 +17,7 @@ pytest.importorskip("onnxscript")
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError  # noqa: E402
+from edge_pct.core.errors import ConfigError, InputFileError, MissingDependencyError  # noqa: E402
 
 _EXPORTS: dict[str, dict] = {}  # one export per test session, shared with test_runtime.py (exports take seconds)
 PARITY_PX = 1e-3
@@ -48,7 +48,7 @@ def shared_tiny_export(tmp_path_factory) -> dict:
     """{checkpoint, dir, onnx, decoder_onnx, sidecar, result} of a dynamic-batch export of the tiny model, made
     once per session (test_runtime.py uses it too)."""
     if "dynamic" not in _EXPORTS:
-        from edge_pct.export import export_onnx
+        from edge_pct.export.onnx import export_onnx
 
         d = tmp_path_factory.mktemp("export")
         ckpt = tiny_checkpoint(d / "tiny.pt")
@@ -99,7 +99,7 @@ def test_export_writes_two_checked_graphs_with_the_specified_io(tiny_export):
 
 
 def test_dynamic_batch_matches_torch_at_batch_1_and_3(tiny_export):
-    from edge_pct.export import DecoderGraph
+    from edge_pct.export.onnx import DecoderGraph
     from edge_pct.models.factory import load_classifier
 
     model = load_classifier(tiny_export["checkpoint"])
@@ -123,7 +123,7 @@ def test_dynamic_batch_matches_torch_at_batch_1_and_3(tiny_export):
 def test_a_tokens_model_exports_without_the_heatmap_head(tmp_path):
     """model.refine = "tokens" (the paper's decoding): no heatmap head in the graph, and the decoder graph on the
     image graph's token_probs gives exactly its joints."""
-    from edge_pct.export import export_onnx
+    from edge_pct.export.onnx import export_onnx
 
     ckpt = tiny_checkpoint(tmp_path / "tokens.pt", refine="tokens")
     res = export_onnx(ckpt, tmp_path / "tokens.onnx", batch=2)
@@ -137,9 +137,9 @@ def test_a_tokens_model_exports_without_the_heatmap_head(tmp_path):
 
 
 def test_sidecar_describes_the_graphs(tiny_export):
-    from edge_pct import __version__
-    from edge_pct.files import file_sha256
-    from edge_pct.keypoints import COCO17_NAMES
+    from edge_pct.core.package import __version__
+    from edge_pct.core.files import file_sha256
+    from edge_pct.core.keypoints import COCO17_NAMES
 
     side = json.loads(tiny_export["sidecar"].read_text())
     assert side["onnx"] == "tiny.onnx" and side["decoder_onnx"] == "tiny.decoder.onnx"
@@ -187,7 +187,7 @@ def test_decoder_graph_reproduces_the_straight_through_joints():
     from test_classifier import TINY
 
     from edge_pct.config import TOKENIZER_VARIANTS
-    from edge_pct.export import DecoderGraph, PoseGraph
+    from edge_pct.export.onnx import DecoderGraph, PoseGraph
     from edge_pct.models.classifier import PoseClassifier
     from edge_pct.models.tokenizer import PoseTokenizer
 
@@ -201,7 +201,7 @@ def test_decoder_graph_reproduces_the_straight_through_joints():
 
 
 def test_bad_checkpoints_and_arguments_are_edge_pct_errors(tmp_path):
-    from edge_pct.export import export_onnx
+    from edge_pct.export.onnx import export_onnx
 
     with pytest.raises(InputFileError, match="not found"):
         export_onnx(tmp_path / "missing.pt", tmp_path / "m.onnx")
@@ -218,7 +218,7 @@ def test_bad_checkpoints_and_arguments_are_edge_pct_errors(tmp_path):
 
 
 def test_failed_write_leaves_no_partial_files(tmp_path):
-    from edge_pct.files import write_atomic
+    from edge_pct.core.files import write_atomic
 
     (tmp_path / "blocker").write_text("a file where a folder should be")
     with pytest.raises(OSError):
@@ -229,7 +229,7 @@ def test_failed_write_leaves_no_partial_files(tmp_path):
 def test_missing_onnx_package_names_the_extra(tmp_path, monkeypatch):
     import sys
 
-    from edge_pct.export import export_onnx
+    from edge_pct.export.onnx import export_onnx
 
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
     with pytest.raises(MissingDependencyError, match=r"edge-pct\[cpu\]"):
@@ -237,7 +237,7 @@ def test_missing_onnx_package_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_export_help_and_one_line_errors(tmp_path, capsys):
-    from edge_pct import DEFAULT_MODEL
+    from edge_pct.core.package import DEFAULT_MODEL
     from edge_pct.cli import main
 
     with pytest.raises(SystemExit) as e:
@@ -258,7 +258,7 @@ def test_export_help_and_one_line_errors(tmp_path, capsys):
 def test_export_folds_large_constant_products():
     """The fused soft-decoding table (codebook 1024 x 256 times decoder_start) is past the exporter's own folding
     limit; left in the graph, the INT8 quantizer quantized it and ONNX Runtime recomputed it on every run."""
-    from edge_pct.export import _export
+    from edge_pct.export.onnx import _export
 
     class Table(torch.nn.Module):
         def __init__(self) -> None:

@@ -18,7 +18,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto  # noqa: E402
 
-from edge_pct.errors import ConfigError  # noqa: E402
+from edge_pct.core.errors import ConfigError  # noqa: E402
 
 FP16_PX = 0.5  # joints, FP16 graph vs FP32 torch; a tiny random model sees about 1e-2 px
 
@@ -116,7 +116,7 @@ def test_fp16_onnxruntime_matches_fp32_torch(fp16_export):
 
 def test_fp16_backend_and_untouched_model(fp16_export):
     from edge_pct.engines.runtime import OnnxRuntimeBackend
-    from edge_pct.export import half_precision_copy
+    from edge_pct.export.onnx import half_precision_copy
     from edge_pct.models.factory import load_classifier
 
     backend = OnnxRuntimeBackend(fp16_export["onnx"], threads=1)
@@ -131,7 +131,7 @@ def test_fp16_backend_and_untouched_model(fp16_export):
 
 def test_export_precision_is_checked(tmp_path, capsys):
     from edge_pct.cli import main
-    from edge_pct.export import export_onnx
+    from edge_pct.export.onnx import export_onnx
 
     with pytest.raises(ConfigError, match="--precision 'int8' is invalid.*edge-pct calibrate"):
         export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", precision="int8")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_pct.core.geometry import apply_affine, box_to_center_size, crop_affine, invert_affine
+from edge_pct.core.keypoints import COCO17_NAMES, FLIP_INDEX, LSP14_NAMES, LSP14_TO_COCO17, SKELETON
 from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
-from edge_pct.keypoints import COCO17_NAMES, FLIP_INDEX, LSP14_NAMES, LSP14_TO_COCO17, SKELETON
-from edge_pct.processing import apply_affine, box_to_center_size, crop_affine, invert_affine
 
 
 def test_box_to_center_size_keeps_aspect_and_padding():

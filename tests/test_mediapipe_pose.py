@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, require_data
-from edge_pct.errors import InputFileError
-from edge_pct.keypoints import COCO17_NAMES, FLIP_PAIRS, LSP14_TO_COCO17
-from edge_pct.mediapipe_pose import BLAZEPOSE_TO_COCO17, MediaPipePose
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.keypoints import COCO17_NAMES, FLIP_PAIRS, LSP14_TO_COCO17
+from edge_pct.peers.mediapipe import BLAZEPOSE_TO_COCO17, MediaPipePose
 
 TASK = SHARED_DATA / "models" / "pose_landmarker_full.task"
 LSPET = SHARED_DATA / "lspet"
@@ -72,7 +72,7 @@ def _lsp_crops(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First n LSP-extended images -> crops (n, 256, 192, 3) uint8, GT (n, 17, 2) crop px, labeled (n, 17) bool."""
     import cv2
 
-    from edge_pct.processing import apply_affine, box_to_center_size, crop_affine
+    from edge_pct.core.geometry import apply_affine, box_to_center_size, crop_affine
 
     data = np.load(require_data(LSPET / "joints.npz"))
     crops, gts, labeled = [], [], []

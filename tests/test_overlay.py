@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_pct.keypoints import COCO17_NAMES, NUM_JOINTS
+from edge_pct.core.keypoints import COCO17_NAMES, NUM_JOINTS
 from edge_pct.stream.overlay import draw_hud, draw_poses
 
 H, W = 240, 320

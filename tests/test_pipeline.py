@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_pct.config import StreamConfig
-from edge_pct.stream.detectors import CentreRoiDetector
+from edge_pct.stream.detectors.factory import CentreRoiDetector
 from edge_pct.stream.pipeline import STAGES, PosePipeline
 
 W, H = 160, 120
@@ -164,7 +164,7 @@ def test_bench_command_writes_the_documented_json(tmp_path, capsys):
 
 
 def test_overlap_counts_two_skeletons_on_one_person_not_two_people_side_by_side():
-    from edge_pct.bench import _shows_overlap
+    from edge_pct.stream.bench import _shows_overlap
     from edge_pct.stream.pipeline import PersonPose
 
     def person(track_id, dx):

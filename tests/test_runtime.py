@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import write_one_person_coco
+from edge_pct.core.errors import ConfigError, InputFileError, MissingDependencyError
 from edge_pct.engines.runtime import BACKENDS, PoseBackend, create_backend, select_providers
-from edge_pct.errors import ConfigError, InputFileError, MissingDependencyError
 
 needs_ort = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxruntime", "onnxscript")),
                                reason="needs the cpu extra: pip install 'edge-pct[cpu]'")

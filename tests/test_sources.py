@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_pct.errors import InputFileError, SourceError
+from edge_pct.core.errors import InputFileError, SourceError
 from edge_pct.stream.sources import CLOSE_JOIN_TIMEOUT_S, FileSource, LiveSource, open_source
 
 N_FRAMES, WIDTH, HEIGHT, FPS = 12, 64, 48, 25.0

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from conftest import COCO_VAL, require_data
-from edge_pct.coco_eval import keypoint_results, oks_ap
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.keypoints import OKS_SIGMAS
 from edge_pct.data.coco import PoseSet, load_coco_json
-from edge_pct.errors import InputFileError
-from edge_pct.keypoints import OKS_SIGMAS
-from edge_pct.knn_baseline import KnnPoseCompleter
-from edge_pct.tokenizer_eval import hide_joints, score_completer, tokenizer_completer
+from edge_pct.eval.coco import keypoint_results, oks_ap
+from edge_pct.eval.knn_baseline import KnnPoseCompleter
+from edge_pct.eval.tokenizer import hide_joints, score_completer, tokenizer_completer
 
 
 def _one_person(tmp_path, area=4000.0):
@@ -71,9 +71,9 @@ def test_knn_fills_hidden_joints_from_the_nearest_pose():
 
 
 def test_shipped_tokenizer_reconstructs_real_val_poses():
-    from edge_pct import DEFAULT_TOKENIZER
-    from edge_pct.tokenizer_eval import evaluate_tokenizer_model
-    from edge_pct.train.checkpoint import load_tokenizer
+    from edge_pct.core.package import DEFAULT_TOKENIZER
+    from edge_pct.eval.tokenizer import evaluate_tokenizer_model
+    from edge_pct.models.weights import load_tokenizer
 
     ann = require_data(COCO_VAL)
     model = load_tokenizer(DEFAULT_TOKENIZER)
@@ -90,8 +90,8 @@ def test_flip_reconstruction_is_mirror_symmetric(tiny_tokenizer_cfg):
     """With flip averaging, reconstructing a mirrored pose gives the mirror of the reconstruction."""
     import torch
 
+    from edge_pct.core.keypoints import FLIP_INDEX
     from edge_pct.data.transforms import flip_joints
-    from edge_pct.keypoints import FLIP_INDEX
     from edge_pct.models.tokenizer import PoseTokenizer
 
     torch.manual_seed(0)

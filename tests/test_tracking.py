@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edge_pct.processing import box_iou
+from edge_pct.core.geometry import box_iou
 from edge_pct.stream.filters import OneEuroFilter, TokenSmoother, mean_acceleration, smoothing_factor
 from edge_pct.stream.tracking import Tracker, box_from_pose
 
@@ -189,7 +189,7 @@ def test_matched_tracks_keep_their_slots_when_the_detector_returns_more_boxes():
 
 
 def test_lost_frames_below_one_is_a_config_error():
-    from edge_pct.errors import ConfigError
+    from edge_pct.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="lost_frames must be >= 1"):
         Tracker(lost_frames=0)

@@ -1,6 +1,6 @@
-"""TensorRT build and runtime: version branching (`_trt`) on fake tensorrt modules for 8.6, 10 and 11, the build flow
-and manifest with a fake builder, the manifest check and its rebuild command, the `edge-pct build` command without
-TensorRT, and (where TensorRT and CUDA exist) a real FP16 engine against ONNX Runtime."""
+"""TensorRT build and runtime: version branching (`trt_compat`) on fake tensorrt modules for 8.6, 10 and 11, the
+build flow and manifest with a fake builder, the manifest check and its rebuild command, the `edge-pct build` command
+without TensorRT, and (where TensorRT and CUDA exist) a real FP16 engine against ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edge_pct.engines import _trt
+from edge_pct.core.errors import ConfigError, EdgePctError, InputFileError, MissingDependencyError
+from edge_pct.engines import trt_compat
 from edge_pct.engines.build import build_engine, default_engine_path, gpu_info, manifest_path
 from edge_pct.engines.trt_runtime import check_manifest, read_manifest, rebuild_command
-from edge_pct.errors import ConfigError, EdgePctError, InputFileError, MissingDependencyError
 
 VERSIONS = ("8.6.1", "10.3.0", "11.1.0")
 ONNX_IO = {"images": (-1, 3, 64, 48), "joints": (-1, 17, 2), "confidence": (-1, 17), "token_probs": (-1, 8, 64)}
 
 
-# -- a fake tensorrt module: just the attributes _trt and build.py touch ---------------------------------------
+# -- a fake tensorrt module: just the attributes trt_compat and build.py touch ---------------------------------------
 class FakeConfig:
     def __init__(self) -> None:
         self.flags: set[str] = set()
@@ -92,7 +92,7 @@ class FakeNetwork:
 
 def fake_trt(version: str, layers: list | None = None, build_fails: bool = False) -> types.ModuleType:
     """A stand-in for `import tensorrt` at `version` (8.6: EXPLICIT_BATCH, 10: both flags, 11: no FP16/INT8)."""
-    v = _trt.parse_version(version)
+    v = trt_compat.parse_version(version)
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.NetworkDefinitionCreationFlag = SimpleNamespace(
@@ -154,7 +154,7 @@ def use_trt(monkeypatch):
     def install(version: str, **kwargs) -> types.ModuleType:
         trt = fake_trt(version, **kwargs)
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
-        monkeypatch.setattr(_trt, "_LOGGER", None)  # the logger subclasses the (fake) trt.ILogger
+        monkeypatch.setattr(trt_compat, "_LOGGER", None)  # the logger subclasses the (fake) trt.ILogger
         return trt
 
     return install
@@ -167,76 +167,76 @@ def no_trt(monkeypatch):
 
 # -- version parsing and branching ------------------------------------------------------------------------------
 def test_versions_parse_as_numbers_not_strings():
-    assert _trt.parse_version("8.6.1") == (8, 6, 1)
-    assert _trt.parse_version("10.3.0.26") == (10, 3, 0, 26)
-    assert _trt.parse_version("8.6.1.post1") == (8, 6, 1)
-    assert _trt.parse_version("11.1.0rc2") == (11, 1, 0)
-    assert _trt.parse_version("10.10.0") > _trt.parse_version("10.9.0")  # "10.10.0" < "10.9.0" as strings
+    assert trt_compat.parse_version("8.6.1") == (8, 6, 1)
+    assert trt_compat.parse_version("10.3.0.26") == (10, 3, 0, 26)
+    assert trt_compat.parse_version("8.6.1.post1") == (8, 6, 1)
+    assert trt_compat.parse_version("11.1.0rc2") == (11, 1, 0)
+    assert trt_compat.parse_version("10.10.0") > trt_compat.parse_version("10.9.0")  # "10.10.0" < "10.9.0" as strings
     with pytest.raises(ValueError):
-        _trt.parse_version("dev")
+        trt_compat.parse_version("dev")
 
 
 @pytest.mark.parametrize("version, implicit_int8, strongly_only, plain, typed", [
     ("8.6.1", True, False, 1 << 0, None), ("10.3.0", True, False, 0, 1 << 1), ("11.1.0", False, True, 0, 0)])
 def test_version_branches(use_trt, version, implicit_int8, strongly_only, plain, typed):
     use_trt(version)
-    assert _trt.trt_version() == _trt.parse_version(version)
-    assert _trt.has_implicit_int8() is implicit_int8 and _trt.is_strongly_typed_only() is strongly_only
+    assert trt_compat.trt_version() == trt_compat.parse_version(version)
+    assert trt_compat.has_implicit_int8() is implicit_int8 and trt_compat.is_strongly_typed_only() is strongly_only
     builder = fake_trt(version).Builder(None)
-    assert _trt.create_network(builder).flags == plain  # 8.6: EXPLICIT_BATCH; 10: default; 11: always typed
+    assert trt_compat.create_network(builder).flags == plain  # 8.6: EXPLICIT_BATCH; 10: default; 11: always typed
     if typed is None:
         with pytest.raises(ConfigError, match="TensorRT >= 10"):
-            _trt.create_network(builder, strongly_typed=True)
+            trt_compat.create_network(builder, strongly_typed=True)
     else:
-        assert _trt.create_network(builder, strongly_typed=True).flags == typed
+        assert trt_compat.create_network(builder, strongly_typed=True).flags == typed
 
 
 @pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
 def test_fp16_and_int8_are_builder_flags_up_to_10(use_trt, tmp_path, version):
     use_trt(version)
     config = FakeConfig()
-    assert _trt.set_precision(config, "fp16") is None and config.flags == {"FP16"}
+    assert trt_compat.set_precision(config, "fp16") is None and config.flags == {"FP16"}
     config = FakeConfig()
     with pytest.raises(ConfigError, match="`edge-pct calibrate`") as e:
-        _trt.set_precision(config, "int8")  # plain ONNX, no cache
+        trt_compat.set_precision(config, "int8")  # plain ONNX, no cache
     assert "\n" not in str(e.value)
     cache = tmp_path / "calib.cache"
     cache.write_bytes(b"TRT-8601-EntropyCalibration2\nimages: 3c010a14\n")
-    calibrator = _trt.set_precision(config, "int8", cache, calibration_profile="profile0")
+    calibrator = trt_compat.set_precision(config, "int8", cache, calibration_profile="profile0")
     assert config.flags == {"FP16", "INT8"} and config.int8_calibrator is calibrator
     assert config.calibration_profile == "profile0"  # dynamic batch: calibration needs a profile
     assert calibrator.read_calibration_cache() == cache.read_bytes()  # cache-only calibration
     assert calibrator.get_batch(["images"]) is None and calibrator.get_batch_size() == 1
     config = FakeConfig()
-    assert _trt.set_precision(config, "int8", qdq=True) is None  # explicit quantization: scales in the graph
+    assert trt_compat.set_precision(config, "int8", qdq=True) is None  # explicit quantization: scales in the graph
     assert config.flags == {"FP16", "INT8"} and config.int8_calibrator is None
     config = FakeConfig()
-    assert _trt.set_precision(config, "fp32") is None and not config.flags
+    assert trt_compat.set_precision(config, "fp32") is None and not config.flags
     with pytest.raises(ConfigError, match="Valid"):
-        _trt.set_precision(config, "bf16")
+        trt_compat.set_precision(config, "bf16")
 
 
 def test_tensorrt_11_takes_precision_from_the_onnx(use_trt):
     use_trt("11.1.0")
     config = FakeConfig()
-    assert _trt.set_precision(config, "fp16", fp16_in_graph=True) is None
-    assert _trt.set_precision(config, "int8", qdq=True) is None
+    assert trt_compat.set_precision(config, "fp16", fp16_in_graph=True) is None
+    assert trt_compat.set_precision(config, "int8", qdq=True) is None
     assert not config.flags and config.int8_calibrator is None  # no FP16/INT8 flags exist on 11
     with pytest.raises(ConfigError, match=r"`edge-pct export --precision fp16`"):
-        _trt.set_precision(config, "fp16")
+        trt_compat.set_precision(config, "fp16")
     with pytest.raises(ConfigError, match="`edge-pct calibrate`"):
-        _trt.set_precision(config, "int8", Path("calib.cache"))  # no implicit calibration any more
+        trt_compat.set_precision(config, "int8", Path("calib.cache"))  # no implicit calibration any more
 
 
 def test_workspace_timing_cache_and_execution_paths(use_trt, tmp_path):
     use_trt("10.3.0")
     config = FakeConfig()
-    _trt.set_workspace(config, 3 << 30)
+    trt_compat.set_workspace(config, 3 << 30)
     assert config.pools == {"WORKSPACE": 3 << 30}
     path = tmp_path / "cache" / "timing.cache"
-    assert _trt.load_timing_cache(config, path).blob == b""  # no file yet: an empty cache
-    _trt.save_timing_cache(config, path)
-    assert path.read_bytes() == b"+new" and _trt.load_timing_cache(config, path).blob == b"+new"
+    assert trt_compat.load_timing_cache(config, path).blob == b""  # no file yet: an empty cache
+    trt_compat.save_timing_cache(config, path)
+    assert path.read_bytes() == b"+new" and trt_compat.load_timing_cache(config, path).blob == b"+new"
 
     calls: list = []
     context = SimpleNamespace(
@@ -247,7 +247,7 @@ def test_workspace_timing_cache_and_execution_paths(use_trt, tmp_path):
     for version, kind in (("8.4.3", "v2"), ("8.6.1", "v3"), ("10.3.0", "v3"), ("11.1.0", "v3")):
         use_trt(version)
         calls.clear()
-        _trt.execute_async(context, {"joints": 200, "images": 100}, 7)
+        trt_compat.execute_async(context, {"joints": 200, "images": 100}, 7)
         assert calls[-1][0] == kind
         if kind == "v2":
             assert calls == [("v2", [100, 200], 7)]  # binding order, not dict order
@@ -405,7 +405,7 @@ def test_build_without_tensorrt_is_one_line_naming_the_extra_and_jetpack(no_trt,
 
 
 def test_engine_modules_import_without_tensorrt_or_torch():
-    code = ("import sys, edge_pct.engines.build, edge_pct.engines.trt_runtime, edge_pct.engines._trt\n"
+    code = ("import sys, edge_pct.engines.build, edge_pct.engines.trt_runtime, edge_pct.engines.trt_compat\n"
             "print([m for m in ('tensorrt', 'torch', 'onnxruntime') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -425,11 +425,11 @@ def test_real_fp16_engine_matches_onnxruntime(tmp_path_factory, tmp_path):
 
     from edge_pct.engines.runtime import OnnxRuntimeBackend, create_backend
     from edge_pct.engines.trt_runtime import TrtBackend, TrtRunner
-    from edge_pct.export import export_onnx
+    from edge_pct.export.onnx import export_onnx
 
     exp = shared_tiny_export(tmp_path_factory)
     onnx = exp["onnx"]
-    if _trt.is_strongly_typed_only():  # TensorRT 11: FP16 must be in the ONNX
+    if trt_compat.is_strongly_typed_only():  # TensorRT 11: FP16 must be in the ONNX
         onnx = Path(export_onnx(exp["checkpoint"], tmp_path / "tiny16.onnx", precision="fp16")["onnx"])
     res = build_engine(onnx, "fp16", tmp_path / "tiny.fp16.engine", max_batch=4)
     manifest = read_manifest(res["engine"])
@@ -455,6 +455,6 @@ def test_tensorrt_absent_here_is_reported_once():
     """A marker for the log: this machine's TensorRT status (the real-engine test above skips without it)."""
     if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(MissingDependencyError, match=r"edge-pct\[tensorrt\]"):
-            _trt.import_tensorrt()
+            trt_compat.import_tensorrt()
     else:
-        assert _trt.trt_version() >= (8,)
+        assert trt_compat.trt_version() >= (8,)

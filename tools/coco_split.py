@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.errors import ConfigError, InputFileError, run_reporting_errors
-from edge_pct.files import write_atomic
+from edge_pct.core.errors import ConfigError, InputFileError, run_reporting_errors
+from edge_pct.core.files import write_atomic
 
 
 def split_coco(data: dict, parts: int, seed: int) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.errors import InputFileError
+from edge_pct.core.errors import InputFileError
 
 
 @dataclass

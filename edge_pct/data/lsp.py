@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.keypoints import LSP14_TO_COCO17
 from edge_pct.data.topdown import PersonSet
-from edge_pct.errors import InputFileError
-from edge_pct.keypoints import LSP14_TO_COCO17
 
 HELDOUT_FIRST = 9001  # im09001-im10000: the PCK evaluation slice
 

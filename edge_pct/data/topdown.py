@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.geometry import to_model_input, warp_crops
+from edge_pct.data.occlusion import inside_rect, paste_rect, sample_rect
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
-from edge_pct.errors import InputFileError
-from edge_pct.occlusion import inside_rect, paste_rect, sample_rect
-from edge_pct.processing import to_model_input, warp_crops
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Top-down crop augmentation shared by poses and images (PCT-NOTES 1.8, mmpose 0.29 semantics).
+"""Top-down crop augmentation shared by poses and images (docs/method.md §1.8, mmpose 0.29 semantics).
 
 `sample_crop_params` draws, per person, a crop region (centre, size), a rotation and a flip; the same
 parameters crop the pose (here) and the image (the image dataset), so both stay consistent.
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_pct.keypoints import FLIP_INDEX, LOWER_BODY, UPPER_BODY
-from edge_pct.processing import apply_affine, box_to_center_size, crop_affine
+from edge_pct.core.geometry import apply_affine, box_to_center_size, crop_affine
+from edge_pct.core.keypoints import FLIP_INDEX, LOWER_BODY, UPPER_BODY
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The PCT image model (stage 2, arXiv 2303.11638 Sec. 3.2; PCT-NOTES section 2) on a light backbone.
+"""The PCT image model (stage 2, arXiv 2303.11638 Sec. 3.2; docs/method.md §2) on a light backbone.
 
 image (B, 3, H, W) RGB 0-255 -> normalise -> light backbone (YOLOX's CSPDarknet + PAFPN, or MobileNetV2) ->
 PCT class head: 1x1 conv, residual blocks, flatten, Linear to M token features, Mixer layers, Linear to V logits
@@ -64,7 +64,7 @@ class PCTHead(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.blocks(self.conv_trans(feat))
-        x = x.flatten(2).transpose(1, 2).flatten(1)  # spatial-major flatten, as PCT (PCT-NOTES 2.3 step 3)
+        x = x.flatten(2).transpose(1, 2).flatten(1)  # spatial-major flatten, as PCT (docs/method.md §2.3 step 3)
         x = self.mixer_trans(x).reshape(-1, self.num_tokens, self.token_hidden)
         x = self.mixer_norm(self.mixer(x))
         conf = self.conf_mlp(self.conf_tokens(x.transpose(1, 2)).transpose(1, 2)).squeeze(-1)

@@ -1,4 +1,4 @@
-"""EMA vector-quantisation codebook with dead-code restart (PCT-NOTES 1.4, plus restarts the paper lacks).
+"""EMA vector-quantisation codebook with dead-code restart (docs/method.md §1.4, plus restarts the paper lacks).
 
 Each token vector is replaced by its nearest codebook row (squared L2). The codebook is a buffer
 updated by exponential moving averages of the assigned encoder outputs (VQ-VAE-2 / PCT, decay 0.9,
@@ -75,7 +75,7 @@ class EMACodebook(nn.Module):
 
     @torch.no_grad()
     def ema_update(self, z: torch.Tensor, indices: torch.Tensor) -> None:
-        """EMA codebook update (PCT-NOTES 1.4 steps 1-5), then restart dead codes."""
+        """EMA codebook update (docs/method.md §1.4 steps 1-5), then restart dead codes."""
         flat, idx = z.reshape(-1, self.dim).float(), indices.reshape(-1)
         counts = torch.zeros(self.size, device=z.device).index_add_(0, idx, torch.ones_like(idx, dtype=torch.float))
         sums = torch.zeros(self.size, self.dim, device=z.device).index_add_(0, idx, flat)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_pct.errors import InputFileError
+from edge_pct.core.errors import InputFileError
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU}
 

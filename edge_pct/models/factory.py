@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from edge_pct.config import ModelConfig, TokenizerConfig, config_from_dict
-from edge_pct.errors import ConfigError, InputFileError
+from edge_pct.core.errors import ConfigError, InputFileError
 from edge_pct.models.classifier import PoseClassifier
 from edge_pct.models.tokenizer import PoseTokenizer
 
@@ -71,7 +71,7 @@ def init_backbone(model: PoseClassifier, onnx_path: str | Path, images: torch.Te
 
 def load_classifier(path: str | Path) -> PoseClassifier:
     """Rebuild a trained image model (eval mode, fp32) from its checkpoint."""
-    from edge_pct.train.checkpoint import load_weights, read_checkpoint
+    from edge_pct.models.weights import load_weights, read_checkpoint
 
     blob = read_checkpoint(path, "classifier")
     cfg = config_from_dict(ClassifierCheckpointConfig, blob["config"])

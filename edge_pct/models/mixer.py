@@ -1,6 +1,6 @@
 """MLP-Mixer layer over (batch, tokens, channels), as used by PCT's tokenizer and classifier head.
 
-Pre-norm mixer with both residuals (PCT-NOTES 1.3): y = TokenMLP(LN1(x)) across the token axis,
+Pre-norm mixer with both residuals (docs/method.md §1.3): y = TokenMLP(LN1(x)) across the token axis,
 z = ChannelMLP(LN2(x + y)), out = x + y + z. GELU(erf), no dropout (all PCT configs use 0).
 """
 

@@ -1,4 +1,4 @@
-"""The PCT pose tokenizer (stage 1, arXiv 2303.11638 Sec. 3.1; PCT-NOTES section 1).
+"""The PCT pose tokenizer (stage 1, arXiv 2303.11638 Sec. 3.1; docs/method.md §1).
 
 joints (B, 17, 2) crop pixels -> start embedding (masked joints -> learned invisible token) -> Mixer
 encoder -> Linear over the joint axis to M tokens -> codebook (nearest code, straight-through) -> Linear

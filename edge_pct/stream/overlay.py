@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edge_pct.keypoints import COCO17_NAMES, NUM_JOINTS, SKELETON
+from edge_pct.core.keypoints import COCO17_NAMES, NUM_JOINTS, SKELETON
 
 # BGR colours by body side (the person's own left/right, from the COCO17 name prefixes).
 COLOR_LEFT = (255, 160, 0)  # blue

@@ -1,6 +1,6 @@
 """The streaming pipeline: frame -> person boxes -> crops -> pose backend -> decoded, tracked, smoothed poses.
 
-Per frame (DESIGN.md, data flow):
+Per frame (docs/design.md, data flow):
   detect  the detector runs on the first frame, every `detect_every` frames, and whenever a track's
           confidence drops below `redetect_score`; the model-free `track` detector only when no track is
           alive. In between each track's box comes from its own last pose.
@@ -19,9 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_pct.config import StreamConfig
+from edge_pct.core.geometry import (
+    apply_affine,
+    box_to_center_size,
+    crop_affine,
+    invert_affine,
+    to_model_input,
+    warp_crops,
+)
 from edge_pct.engines.runtime import PoseBackend
-from edge_pct.processing import apply_affine, box_to_center_size, crop_affine, invert_affine, to_model_input, warp_crops
-from edge_pct.stream.detectors import Detector
+from edge_pct.stream.detectors.base import Detector
 from edge_pct.stream.tracking import Track, Tracker
 
 STAGES = ("detect", "crop", "infer", "post")

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_pct.errors import InputFileError, SourceError
+from edge_pct.core.errors import InputFileError, SourceError
 
 log = logging.getLogger(__name__)
 

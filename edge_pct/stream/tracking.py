@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_pct.errors import ConfigError
-from edge_pct.processing import box_iou
+from edge_pct.core.errors import ConfigError
+from edge_pct.core.geometry import box_iou
 from edge_pct.stream.filters import OneEuroFilter, TokenSmoother
 
 # The keypoint bounds of a person are tighter than the person boxes the model was trained on (COCO boxes

@@ -1,4 +1,4 @@
-"""Stage-2 training: the PCT image model on person crops (PCT-NOTES 2.4-2.5), CPU or GPU, one or many GPUs.
+"""Stage-2 training: the PCT image model on person crops (docs/method.md §2.4-2.5), CPU or GPU, one or many GPUs.
 
 Loss = CE(token logits, tokenizer indices of the GT pose) + L1 (decoded joints, crop px, labeled joints)
 + BCE (per-joint confidence vs visible x closeness of the decoded joint) + the auxiliary heatmap loss.
@@ -18,14 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_pct import DEFAULT_TOKENIZER
+from edge_pct.core.package import DEFAULT_TOKENIZER
 from edge_pct.config import ModelConfig, RunConfig, TrainConfig, config_from_dict, config_to_dict
+from edge_pct.core.errors import InputFileError
 from edge_pct.data.topdown import CropDataset, PersonSet
 from edge_pct.data.transforms import PoseAugment
-from edge_pct.errors import InputFileError
 from edge_pct.models.classifier import HEATMAP_STRIDE, PoseClassifier, cell_sq_distances, resize_token_projection
 from edge_pct.models.factory import build_classifier, init_backbone
-from edge_pct.train.checkpoint import load_tokenizer, load_weights, read_checkpoint, save_checkpoint
+from edge_pct.models.weights import load_tokenizer, load_weights, read_checkpoint
+from edge_pct.train.checkpoint import save_checkpoint
 from edge_pct.train.schedule import warmup_cosine_lr
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ CONF_SIGMA = 0.04  # closeness scale of the confidence target, as a fraction of 
 
 
 def training_persons(t: TrainConfig) -> PersonSet:
-    """LSP-extended train split (+ face pseudo-labels) and an optional COCO-format set."""
+    """LSP-extended train split (+ face pseudo-labels), an optional COCO-format set and COCO person crops."""
     from edge_pct.data.lsp import load_lsp
     from edge_pct.data.topdown import load_coco_persons
 
@@ -42,6 +43,10 @@ def training_persons(t: TrainConfig) -> PersonSet:
         sets.append(load_lsp(t.lsp_root, "train", face_pseudo=t.face_pseudo))
     if t.coco_ann:
         sets.extend([load_coco_persons(t.coco_ann, t.coco_images)] * t.coco_repeat)
+    if t.coco_crops:
+        from edge_pct.data.person_crops import load_person_crops
+
+        sets.extend([load_person_crops(t.coco_crops, "train")] * t.coco_crops_repeat)
     if not sets:
         raise InputFileError("No training data: set train.lsp_root and/or train.coco_ann + train.coco_images")
     return PersonSet.concat(sets)

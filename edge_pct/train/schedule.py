@@ -1,4 +1,4 @@
-"""Learning-rate schedule shared by both training stages (PCT-NOTES 1.7 / 2.5)."""
+"""Learning-rate schedule shared by both training stages (docs/method.md §1.7 / 2.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage-1 training: the pose tokenizer on COCO poses (PCT-NOTES 1.2, 1.6-1.8).
+"""Stage-1 training: the pose tokenizer on COCO poses (docs/method.md §1.2, 1.6-1.8).
 
 Each iteration draws a batch of persons, crops their poses with random augmentation, hides each labeled
 joint from the encoder with probability 1 - keep_prob, and minimises L1 (crop pixels, every labeled joint,
@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from edge_pct.config import RunConfig, TokenizerConfig, TokenizerTrainConfig, config_from_dict, config_to_dict
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.keypoints import OKS_SIGMAS
 from edge_pct.data.coco import PoseSet, load_coco_json, load_poses
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
-from edge_pct.errors import InputFileError
-from edge_pct.keypoints import OKS_SIGMAS
 from edge_pct.models.codebook import usage_stats
 from edge_pct.models.tokenizer import PoseTokenizer
-from edge_pct.train.checkpoint import read_checkpoint, save_checkpoint
+from edge_pct.models.weights import read_checkpoint
+from edge_pct.train.checkpoint import save_checkpoint
 from edge_pct.train.schedule import warmup_cosine_lr
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def tokenizer_loss(model: PoseTokenizer, joints: torch.Tensor, labeled: torch.Te
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices and the invisible token, none on biases and LayerNorm (PCT-NOTES 1.7)."""
+    """Weight decay on matrices and the invisible token, none on biases and LayerNorm (docs/method.md §1.7)."""
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.ndim >= 2 else no_decay).append(p)
@@ -165,7 +166,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
 
 
 def _log_val(model: PoseTokenizer, val_ann: str | Path, val_poses: PoseSet, it: int, log_file) -> None:
-    from edge_pct.tokenizer_eval import evaluate_tokenizer_model
+    from edge_pct.eval.tokenizer import evaluate_tokenizer_model
 
     res = evaluate_tokenizer_model(model, val_ann, mask_ratio=0.0, poses=val_poses)
     model.train()

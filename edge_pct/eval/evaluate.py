@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.geometry import apply_affine, invert_affine, warp_crops
+from edge_pct.data.occlusion import inside_rect, paste_rect, sample_rect
 from edge_pct.data.topdown import PersonSet
 from edge_pct.data.transforms import PoseAugment, sample_crop_params
-from edge_pct.errors import InputFileError
-from edge_pct.occlusion import inside_rect, paste_rect, sample_rect
-from edge_pct.processing import apply_affine, invert_affine, warp_crops
 
 # LSP PCK normalisation: torso = distance between the left shoulder and the right hip (COCO indices).
 TORSO = (5, 12)
@@ -41,7 +41,7 @@ class Estimator:
 
 
 def torch_estimator(model, flip: bool = False, batch: int = 32, flip_agree: float = FLIP_AGREE) -> Estimator:
-    """Wrap a PoseClassifier; `flip` also runs the mirrored crop (PCT-NOTES 3 step 4; see `fuse_flip`)."""
+    """Wrap a PoseClassifier; `flip` also runs the mirrored crop (docs/method.md §3 step 4; see `fuse_flip`)."""
     from edge_pct.engines.runtime import TorchBackend
 
     return _backend_estimator(TorchBackend(model, batch=batch), flip, batch, flip_agree)
@@ -56,8 +56,8 @@ def onnx_estimator(path: str | Path, flip: bool = False) -> Estimator:
 
 def _backend_estimator(backend, flip: bool, batch: int = 32, flip_agree: float = FLIP_AGREE) -> Estimator:
     """Any PoseBackend on BGR uint8 crops (N, H, W, 3) -> {"joints" (N, 17, 2) crop px, "scores" (N, 17)}."""
+    from edge_pct.core.geometry import to_model_input
     from edge_pct.data.transforms import flip_joints
-    from edge_pct.processing import to_model_input
 
     w, h = backend.input_size
 
@@ -94,7 +94,7 @@ def fuse_flip(joints: np.ndarray, conf: np.ndarray, joints_flip: np.ndarray, con
 
 def mediapipe_estimator(task_path: str | Path, input_size: tuple[int, int] = (192, 256)) -> Estimator:
     """MediaPipe PoseLandmarker on the same crop regions (the peer)."""
-    from edge_pct.mediapipe_pose import MediaPipePose
+    from edge_pct.peers.mediapipe import MediaPipePose
 
     peer = MediaPipePose(task_path, num_poses=1, mode="image")
 
@@ -113,7 +113,7 @@ def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25,
     """Crop every person with its GT box, run the estimator, map joints back to the image.
 
     `occlusion` (lo, hi) first pastes one synthetic occluder over a uniform lo-hi share of each person's box
-    (`edge_pct.occlusion`, seeded per person, so every estimator sees the same pixels).
+    (`edge_pct.data.occlusion`, seeded per person, so every estimator sees the same pixels).
 
     Returns joints (N, 17, 2) image px, scores (N, 17), milliseconds per person spent in the estimator, and
     occluded (N, 17) bool: the GT joints under the occluder.
@@ -173,7 +173,7 @@ def coco_keypoint_results(est: Estimator, persons: PersonSet,
                           occlusion: tuple[float, float] | None = None) -> tuple[list[dict], float]:
     """COCO keypoint results of `est` on the GT boxes of `persons` (keypoint score = per-joint confidence, person
     score = `instance_scores`), and ms per person. `occlusion`: see predict_persons."""
-    from edge_pct.coco_eval import keypoint_results
+    from edge_pct.eval.coco import keypoint_results
 
     joints, scores, ms, _ = predict_persons(est, persons, occlusion=occlusion)
     return keypoint_results(persons.image_ids, joints, scores, instance_scores(scores)), ms
@@ -182,8 +182,8 @@ def coco_keypoint_results(est: Estimator, persons: PersonSet,
 def evaluate_coco(est: Estimator, ann_path: str | Path, images_dir: str | Path,
                   occlusion: tuple[float, float] | None = None) -> dict:
     """COCO OKS-AP with GT boxes; keypoint score = per-joint confidence. `occlusion`: see predict_persons."""
-    from edge_pct.coco_eval import oks_ap
     from edge_pct.data.topdown import load_coco_persons
+    from edge_pct.eval.coco import oks_ap
 
     persons = load_coco_persons(ann_path, images_dir)
     results, ms = coco_keypoint_results(est, persons, occlusion)

@@ -22,10 +22,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_pct._optional import require
-from edge_pct.errors import ConfigError, InputFileError
-from edge_pct.processing import check_frame
-from edge_pct.stream.detectors import empty_boxes, nms
+from edge_pct.core.errors import ConfigError, InputFileError
+from edge_pct.core.geometry import check_frame
+from edge_pct.core.optional import require
+from edge_pct.stream.detectors.base import empty_boxes, nms
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +161,14 @@ class _OrtModel:
     """An ONNX through onnxruntime: `inputs`/`outputs` as (name, shape), `run(x)` -> the first output."""
 
     def __init__(self, path: Path, threads: int | None, providers: list[str] | None) -> None:
-        from edge_pct.engines.runtime import _open_session, select_providers
+        from edge_pct.engines.onnx_io import open_session, select_providers
 
         ort = require("onnxruntime", "cpu")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
         chosen = select_providers(ort.get_available_providers(), providers)
-        self.session: Any = _open_session(ort, path, opts, chosen, path, fix=YOLOX_FIX)
+        self.session: Any = open_session(ort, path, opts, chosen, path, fix=YOLOX_FIX)
         self.inputs = [(i.name, i.shape) for i in self.session.get_inputs()]
         self.outputs = [(o.name, o.shape) for o in self.session.get_outputs()]
 
@@ -185,10 +185,10 @@ class _TrtModel:
     """An `edge-pct build` engine through TrtRunner (manifest checked against this TensorRT and GPU)."""
 
     def __init__(self, path: Path) -> None:
-        from edge_pct.engines import _trt
+        from edge_pct.engines import trt_compat
         from edge_pct.engines.trt_runtime import TrtRunner
 
-        _trt.import_tensorrt()  # the first thing to fix on a machine without it (before TrtRunner imports torch)
+        trt_compat.import_tensorrt()  # the first thing to fix on a machine without it (before TrtRunner imports torch)
         self.runner = TrtRunner(path)
         self.inputs = [(s.name, s.shape) for s in self.runner.input_spec()]
         self.outputs = [(s.name, s.shape) for s in self.runner.output_spec()]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.errors import InputFileError
+from edge_pct.core.errors import InputFileError
 
 
 def keypoint_results(image_ids: np.ndarray, keypoints: np.ndarray, joint_scores: np.ndarray,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_pct.errors import InputFileError
+from edge_pct.core.errors import InputFileError
 
 
 def write_atomic(files: Sequence[tuple[Path, bytes]]) -> None:

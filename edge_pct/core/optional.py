@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from edge_pct.errors import MissingDependencyError
+from edge_pct.core.errors import MissingDependencyError
 
 
 def require(module: str, extra: str) -> ModuleType:

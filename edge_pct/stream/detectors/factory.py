@@ -2,10 +2,9 @@
 
 A detector maps a BGR frame to person boxes (D, 5) float32 [x1, y1, x2, y2, score] in image pixels, best first. Three
 kinds: `track` (no model: one centre-ROI box; the pipeline then drives boxes from the previous pose), `onnx` (a
-YOLOX-format person detector, `detect_yolox.py`, ONNX Runtime or a TensorRT engine) and `mediapipe` (BlazePose's
-PoseLandmarker, `detect_mediapipe.py`). This file also owns `nms`, the greedy non-maximum suppression every box
-detector shares. The model-backed detectors are imported on use, so this module needs only numpy.
-See DESIGN.md, "Data flow (streaming)".
+YOLOX-format person detector, `yolox.py`, ONNX Runtime or a TensorRT engine) and `mediapipe` (BlazePose's
+PoseLandmarker, `mediapipe.py`). The model-backed detectors are imported on use, so this module needs only numpy.
+The protocol and `nms` live in `base.py`.
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ import difflib
 import logging
 import os
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edge_pct.errors import ConfigError
-from edge_pct.processing import box_iou, check_frame
+from edge_pct.core.errors import ConfigError
+from edge_pct.core.geometry import check_frame
+from edge_pct.stream.detectors.base import DEFAULT_SCORE_THRESHOLD, Detector
 
 log = logging.getLogger(__name__)
 
@@ -27,52 +26,6 @@ DETECTOR_MODEL_ENV = "EDGE_PCT_DETECTOR_MODEL"
 DETECTORS = ("track", "onnx", "mediapipe")
 # Model file suffix -> detector kind, used when no detector name is given.
 SUFFIX_KINDS = {".onnx": "onnx", ".engine": "onnx", ".task": "mediapipe"}
-DEFAULT_SCORE_THRESHOLD = 0.3  # YOLOX's demo threshold
-
-
-@runtime_checkable
-class Detector(Protocol):
-    """What every person detector offers: a name, a call per frame, and `close()` (idempotent)."""
-
-    name: str
-
-    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """frame_bgr (H, W, 3) uint8 BGR -> (D, 5) float32 [x1, y1, x2, y2, score], image px, score descending,
-        D <= the detector's max_persons."""
-        ...
-
-    def close(self) -> None:
-        """Release the model (safe to call twice)."""
-        ...
-
-
-def empty_boxes() -> np.ndarray:
-    """(0, 5) float32: no person."""
-    return np.zeros((0, 5), np.float32)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression: keep the best box, drop those overlapping it by IoU > `iou_threshold`, repeat.
-
-    Args:
-        boxes: (N, 4) [x1, y1, x2, y2], any unit (pixels here).
-        scores: (N,) higher is better.
-        iou_threshold: in [0, 1]; a box whose IoU with a kept box exceeds it is dropped (torchvision's rule).
-
-    Returns:
-        (K,) int64 indices into `boxes` of the kept boxes, score descending (ties: lower index first).
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(boxes) != len(scores):
-        raise ValueError(f"boxes (N, 4) and scores (N,) disagree: {boxes.shape} vs {scores.shape}")
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        order = rest[box_iou(boxes[best], boxes[rest])[0] <= iou_threshold]
-    return np.array(keep, dtype=np.int64)
 
 
 class CentreRoiDetector:
@@ -180,12 +133,12 @@ def create_detector(
         return CentreRoiDetector()
     assert path is not None  # _resolve guarantees a model for the model-backed kinds
     if kind == "onnx":
-        from edge_pct.stream.detect_yolox import YoloxDetector
+        from edge_pct.stream.detectors.yolox import YoloxDetector
 
         thr = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
         return YoloxDetector(path, score_threshold=thr, max_persons=max_boxes or max_persons, threads=threads,
                              backend=backend)
-    from edge_pct.stream.detect_mediapipe import MediaPipeDetector
+    from edge_pct.stream.detectors.mediapipe import MediaPipeDetector
 
     if score_threshold is None:
         return MediaPipeDetector(path, max_persons=max_persons)

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edge_pct._optional import require
-from edge_pct.errors import InputFileError
-from edge_pct.keypoints import NUM_JOINTS
-from edge_pct.processing import check_frame
+from edge_pct.core.errors import InputFileError
+from edge_pct.core.geometry import check_frame
+from edge_pct.core.keypoints import NUM_JOINTS
+from edge_pct.core.optional import require
 
 MODEL_URL = (
     "https://storage.googleapis.com/mediapipe-models/pose_landmarker/pose_landmarker_full/float16/latest/"

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_pct.coco_eval import keypoint_results, oks_ap
+from edge_pct.core.geometry import apply_affine, invert_affine
+from edge_pct.core.keypoints import FLIP_INDEX
 from edge_pct.data.coco import PoseSet, load_coco_json
 from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
-from edge_pct.keypoints import FLIP_INDEX
+from edge_pct.eval.coco import keypoint_results, oks_ap
 from edge_pct.models.codebook import usage_stats
-from edge_pct.processing import apply_affine, invert_affine
 
 # (crop joints (N, 17, 2) px, visible (N, 17) bool, labeled (N, 17) bool) -> completed crop joints (N, 17, 2) px.
 # `labeled` says which joints the ground truth has (k-NN needs a neighbour with those joints); not their positions.

@@ -17,7 +17,7 @@ class KnnPoseCompleter:
     """Nearest-neighbour completer over training poses (crop frame, pixels of `input_size`)."""
 
     def __init__(self, train: PoseSet, input_size: tuple[int, int], chunk: int = 256) -> None:
-        from edge_pct.tokenizer_eval import crop_poses
+        from edge_pct.eval.tokenizer import crop_poses
 
         crop, _ = crop_poses(train, input_size)
         self.joints = crop[..., :2].astype(np.float32)  # (T, J, 2)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.processing import box_iou
+from edge_pct.core.geometry import box_iou
 from edge_pct.stream.filters import mean_acceleration
 from edge_pct.stream.pipeline import STAGES, PersonPose, PosePipeline
 from edge_pct.stream.sources import FileSource
@@ -101,7 +101,7 @@ def run_bench(
 
 def run_peer(video: str | Path, task: str | Path, num_poses: int, max_frames: int | None = None) -> dict:
     """MediaPipe PoseLandmarker (video mode) over the same frames: fps, persons_per_frame, poses_per_s."""
-    from edge_pct.mediapipe_pose import MediaPipePose
+    from edge_pct.peers.mediapipe import MediaPipePose
 
     persons = frames = 0
     with FileSource(video) as source, MediaPipePose(task, num_poses=num_poses, mode="video") as peer:
@@ -158,7 +158,7 @@ def _open_writer(path: Path, fps: float, shape: tuple[int, ...]):
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
     writer = cv2.VideoWriter(str(path), fourcc, fps, (shape[1], shape[0]))
     if not writer.isOpened():
-        from edge_pct.errors import InputFileError
+        from edge_pct.core.errors import InputFileError
 
         raise InputFileError(f"Cannot write video '{path}': use a .mp4 or .avi path in a writable folder")
     return writer

@@ -2,7 +2,7 @@
 
 `model.onnx`: images (B, 3, H, W) float32 RGB 0-255 (normalised inside) -> joints (B, 17, 2) crop px,
 confidence (B, 17), token_probs (B, M, V). `model.decoder.onnx`: token_probs (B, M, V) -> joints (B, 17, 2)
-crop px, the frozen tokenizer decoder alone, so token-space smoothing per track (DESIGN.md data flow) runs
+crop px, the frozen tokenizer decoder alone, so token-space smoothing per track (docs/design.md, data flow) runs
 between the two graphs. `model.json`: what a runtime needs to feed and read them (input size, mean/std,
 keypoint names, M, V, batch), the source checkpoint's sha256, and the measured parity with torch.
 The auxiliary heatmap head is in the graph only for a `model.refine = "heatmap"` model (its joints are then the
@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_pct._optional import require
-from edge_pct.errors import ConfigError
-from edge_pct.files import file_sha256, write_atomic
+from edge_pct.core.errors import ConfigError
+from edge_pct.core.files import file_sha256, write_atomic
+from edge_pct.core.optional import require
 from edge_pct.models.classifier import PoseClassifier
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ def _sidecar(model: PoseClassifier, out: Path, checkpoint: str | Path, batch: in
     """The `<stem>.json` a runtime reads: graph files, input spec, normalisation, keypoints, M, V, provenance."""
     import onnx
 
-    from edge_pct import __version__
+    from edge_pct.core.package import __version__
     from edge_pct.config import config_to_dict
     from edge_pct.models.factory import ClassifierCheckpointConfig
 
@@ -264,7 +264,7 @@ def _sidecar(model: PoseClassifier, out: Path, checkpoint: str | Path, batch: in
 
 
 def _keypoint_names(num_joints: int) -> list[str]:
-    from edge_pct.keypoints import COCO17_NAMES
+    from edge_pct.core.keypoints import COCO17_NAMES
 
     return list(COCO17_NAMES) if num_joints == len(COCO17_NAMES) else [f"joint_{i}" for i in range(num_joints)]
 

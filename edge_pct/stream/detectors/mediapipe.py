@@ -1,6 +1,6 @@
 """The `mediapipe` person detector: boxes around the poses Google's PoseLandmarker finds (BlazePose, 33 landmarks).
 
-This file owns `MediaPipeDetector`, which runs `edge_pct.mediapipe_pose.MediaPipePose` in video mode (MediaPipe tracks
+This file owns `MediaPipeDetector`, which runs `edge_pct.peers.mediapipe.MediaPipePose` in video mode (MediaPipe tracks
 between calls and re-runs its person detector only when a track is lost) and turns each pose into a box, and
 `landmarks_to_box`, that conversion as a pure numpy function. mediapipe is imported lazily by MediaPipePose.
 Reference: Bazarevsky et al., "BlazePose: On-device Real-time Body Pose tracking", arXiv:2006.10204.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.mediapipe_pose import MediaPipePose
-from edge_pct.stream.detectors import empty_boxes
+from edge_pct.peers.mediapipe import MediaPipePose
+from edge_pct.stream.detectors.base import empty_boxes
 
 BOX_PAD = 0.1  # landmarks sit on joints, not on the body outline (head top, hands, feet): widen each side by 10%
 VISIBLE_SCORE = 0.5  # landmarks at or above this visibility * presence bound the box

@@ -1,0 +1,1 @@
+"""Export: torch -> ONNX (the image graph, the decoder graph and their sidecar) with parity checks (`onnx`)."""
