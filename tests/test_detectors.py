@@ -14,6 +14,7 @@ import pytest
 
 from conftest import SHARED_DATA, require_data
 from edge_pct.core.errors import ConfigError, InputFileError, MissingDependencyError
+from edge_pct.core.package import DEFAULT_DETECTOR
 from edge_pct.stream.detectors.base import Detector, nms
 from edge_pct.stream.detectors.factory import DETECTOR_MODEL_ENV, CentreRoiDetector, create_detector
 from edge_pct.stream.detectors.mediapipe import landmarks_to_box
@@ -131,7 +132,7 @@ def test_yolox_detector_runs_a_yolox_format_onnx(tmp_path):
 def test_yolox_detector_rejects_other_models(tmp_path):
     pytest.importorskip("onnxruntime")
     wrong = _constant_yolox(tmp_path / "pose.onnx", np.zeros((17, 2), np.float32))
-    with pytest.raises(InputFileError, match=r"pose.onnx' is not a YOLOX-format detector .*yolox_nano.onnx"):
+    with pytest.raises(InputFileError, match=r"pose.onnx' is not a YOLOX-format detector .*shipped YOLOX-Nano"):
         YoloxDetector(wrong)
     odd = _constant_yolox(tmp_path / "odd.onnx", np.zeros((80, 85), np.float32))  # not the 84 cells of 64x64
     with pytest.raises(InputFileError, match="not a YOLOX-format detector"):
@@ -226,7 +227,7 @@ def test_landmark_box_uses_visible_landmarks_padded_and_clipped():
 
 # -- the track detector and create_detector ----------------------------------------------------------------------
 def test_track_detector_returns_the_whole_frame():
-    det = create_detector()
+    det = create_detector("track")
     assert isinstance(det, CentreRoiDetector) and isinstance(det, Detector) and det.name == "track"
     np.testing.assert_array_equal(det(np.zeros((360, 480, 3), np.uint8)), [[0, 0, 480, 360, 1]])
     half = CentreRoiDetector(roi_fraction=0.5)(np.zeros((100, 200, 3), np.uint8))
@@ -250,6 +251,25 @@ def test_env_variable_picks_the_detector_by_suffix(monkeypatch, tmp_path):
     assert create_detector("track").name == "track"  # an explicit name wins over the variable
 
 
+def test_the_shipped_yolox_nano_is_the_default_detector(monkeypatch):
+    pytest.importorskip("onnxruntime", reason="the onnx detector needs onnxruntime (pip install 'edge-pct[cpu]')")
+    monkeypatch.delenv(DETECTOR_MODEL_ENV, raising=False)
+    det = create_detector(max_persons=8, threads=1)
+    assert isinstance(det, YoloxDetector) and Path(det.path) == DEFAULT_DETECTOR
+    assert len(det(_first_frame(require_data(VTEST)))) >= 2  # the pedestrians of vtest.avi's first frame, not one centre box
+    det.close()
+    assert create_detector("onnx", threads=1).path == create_detector(threads=1).path  # "onnx" alone: the same file
+
+
+def test_without_onnxruntime_the_default_detector_is_track(monkeypatch):
+    import importlib.util
+
+    monkeypatch.delenv(DETECTOR_MODEL_ENV, raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    assert create_detector().name == "track"
+
+
 def test_env_variable_runs_the_real_yolox(monkeypatch):
     pytest.importorskip("onnxruntime", reason="the onnx detector needs onnxruntime (pip install 'edge-pct[cpu]')")
     monkeypatch.setenv(DETECTOR_MODEL_ENV, str(require_data(YOLOX_NANO)))
@@ -269,9 +289,8 @@ def test_create_detector_errors_name_the_fix(tmp_path):
         r"Did you mean 'onnx'\?",
     ):
         create_detector("onxx")
-    for name in ("onnx", "mediapipe"):
-        with pytest.raises(ConfigError, match=f"--detector-model PATH .*{DETECTOR_MODEL_ENV}"):
-            create_detector(name)
+    with pytest.raises(ConfigError, match=f"--detector-model PATH .*{DETECTOR_MODEL_ENV}"):
+        create_detector("mediapipe")  # ("onnx" without a model is the shipped YOLOX-Nano)
     with pytest.raises(InputFileError, match="nothere.onnx' not found"):
         create_detector("onnx", tmp_path / "nothere.onnx")
     with pytest.raises(ConfigError, match="max_persons"):

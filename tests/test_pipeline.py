@@ -150,7 +150,7 @@ def test_bench_command_writes_the_documented_json(tmp_path, capsys):
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
     out, saved = tmp_path / "bench.json", tmp_path / "overlay.avi"
     code = main(["bench", "--video", str(video), "--model", str(ckpt), "--backend", "torch", "--save", str(saved),
-                 "--set", "stream.lost_score=0.0", "--json", str(out)])
+                 "--detector", "track", "--set", "stream.lost_score=0.0", "--json", str(out)])
     assert code == 0
     res = json.loads(out.read_text())
     assert res["frames"] == 8 and res["fps"] > 0 and res["poses_per_s"] > 0 and res["persons_per_frame"] == 1.0

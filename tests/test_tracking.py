@@ -193,3 +193,13 @@ def test_lost_frames_below_one_is_a_config_error():
 
     with pytest.raises(ConfigError, match="lost_frames must be >= 1"):
         Tracker(lost_frames=0)
+
+
+def test_a_frame_without_detections_ends_the_unmatched_tracks():
+    tracker = Tracker(filter_args=None)
+    tracker.assign(np.array([[0, 0, 50, 100, 0.9]], np.float32))
+    assert len(tracker.tracks) == 1
+    tracker.assign(np.zeros((0, 5), np.float32))  # what a box detector returns on an empty frame
+    assert tracker.tracks == []
+    tracker.assign(np.zeros((0, 5), np.float32))  # and with no track either
+    assert tracker.tracks == []

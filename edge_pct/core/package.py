@@ -13,3 +13,5 @@ __version__ = "0.1.0"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_TOKENIZER = WEIGHTS_DIR / "tokenizer.pt"
 DEFAULT_MODEL = WEIGHTS_DIR / "pct_lite.pt"
+# The official YOLOX-Nano person detector (Apache-2.0; weights/YOLOX_NANO_LICENSE.txt): the default detector.
+DEFAULT_DETECTOR = WEIGHTS_DIR / "yolox_nano.onnx"

@@ -104,7 +104,8 @@ class Tracker:
     def assign(self, boxes: np.ndarray) -> None:
         """Replace the tracks by detector boxes (D, 4+), best first: a detection matching a track keeps its id and
         state and takes the detector's box, the others start new tracks (up to max_tracks), unmatched tracks end."""
-        boxes = np.asarray(boxes, np.float32).reshape(len(boxes), -1)[:, :4]
+        boxes = np.asarray(boxes, np.float32)
+        boxes = boxes.reshape(len(boxes), -1)[:, :4] if len(boxes) else np.zeros((0, 4), np.float32)
         free_dets, free_tracks = set(range(len(boxes))), set(range(len(self.tracks)))
         if self.tracks and len(boxes):
             # Against the pose-driven box and the last detector box: either may be the closer one (a weak pose

@@ -2,7 +2,7 @@
 
 A detector maps a BGR frame to person boxes (D, 5) float32 [x1, y1, x2, y2, score] in image pixels, best first. Three
 kinds: `track` (no model: one centre-ROI box; the pipeline then drives boxes from the previous pose), `onnx` (a
-YOLOX-format person detector, `yolox.py`, ONNX Runtime or a TensorRT engine) and `mediapipe` (BlazePose's
+YOLOX-format person detector, `yolox.py`, ONNX Runtime or a TensorRT engine; the shipped YOLOX-Nano by default) and `mediapipe` (BlazePose's
 PoseLandmarker, `mediapipe.py`). The model-backed detectors are imported on use, so this module needs only numpy.
 The protocol and `nms` live in `base.py`.
 """
@@ -10,6 +10,7 @@ The protocol and `nms` live in `base.py`.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from edge_pct.core.errors import ConfigError
 from edge_pct.core.geometry import check_frame
+from edge_pct.core.package import DEFAULT_DETECTOR
 from edge_pct.stream.detectors.base import DEFAULT_SCORE_THRESHOLD, Detector
 
 log = logging.getLogger(__name__)
@@ -76,22 +78,31 @@ def _kind_of(model: Path) -> str:
 
 
 def _resolve(name: str | None, model: str | Path | None) -> tuple[str, Path | None]:
-    """(detector kind, model path or None) from the arguments, then the EDGE_PCT_DETECTOR_MODEL variable."""
+    """(detector kind, model path or None) from the arguments, then the EDGE_PCT_DETECTOR_MODEL variable, then the
+    shipped YOLOX-Nano (`onnx`, every person in the frame) where onnxruntime is installed, else `track`."""
     env = os.environ.get(DETECTOR_MODEL_ENV) or None
     path = Path(model) if model is not None else Path(env) if env else None
     if name is None:
-        return (_kind_of(path) if path is not None else "track"), path
+        if path is not None:
+            return _kind_of(path), path
+        return ("onnx", DEFAULT_DETECTOR) if _shipped_detector_runs() else ("track", None)
     if name not in DETECTORS:
         close = difflib.get_close_matches(name, DETECTORS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"Unknown detector '{name}'. Valid: {sorted(DETECTORS)}.{hint}")
-    if name != "track" and path is None:
-        example = "yolox_nano.onnx" if name == "onnx" else "pose_landmarker_full.task"
+    if name == "onnx" and path is None:
+        return name, DEFAULT_DETECTOR
+    if name == "mediapipe" and path is None:
         raise ConfigError(
-            f"The '{name}' detector needs a model: pass --detector-model PATH (e.g. {example}) or set "
-            f"{DETECTOR_MODEL_ENV}=PATH"
+            f"The 'mediapipe' detector needs a model: pass --detector-model PATH (e.g. pose_landmarker_full.task) or "
+            f"set {DETECTOR_MODEL_ENV}=PATH"
         )
     return name, path
+
+
+def _shipped_detector_runs() -> bool:
+    """Whether the default detector can run here: the shipped file is present and onnxruntime is installed."""
+    return DEFAULT_DETECTOR.is_file() and importlib.util.find_spec("onnxruntime") is not None
 
 
 def create_detector(
@@ -108,8 +119,10 @@ def create_detector(
 
     Args:
         name: detector kind; None picks it from the model suffix (.onnx/.engine -> "onnx", .task -> "mediapipe"), with
-            `model`, else the EDGE_PCT_DETECTOR_MODEL environment variable, else "track".
-        model: the detector model file; None falls back to EDGE_PCT_DETECTOR_MODEL. Ignored by "track".
+            `model`, else the EDGE_PCT_DETECTOR_MODEL environment variable, else the shipped YOLOX-Nano ("onnx")
+            where onnxruntime is installed, else "track".
+        model: the detector model file; None falls back to EDGE_PCT_DETECTOR_MODEL, then (for "onnx") the shipped
+            YOLOX-Nano. Ignored by "track".
         max_persons: most boxes per frame.
         max_boxes: "onnx" only: most boxes per frame instead of max_persons. The pipeline asks for more
             (`stream.detector_boxes`) so that a tracked person outside the best max_persons boxes keeps the track.

@@ -34,8 +34,8 @@ PAD_VALUE = 114  # YOLOX's letterbox fill
 PERSON_CLASS = 0  # COCO class index of "person"
 BACKENDS = ("onnxruntime", "tensorrt")
 YOLOX_FIX = (
-    "use a YOLOX-format detector ONNX (input [1, 3, H, W], output [1, A, 5 + classes]), e.g. the official "
-    "yolox_nano.onnx from https://github.com/Megvii-BaseDetection/YOLOX/releases, via --detector-model PATH"
+    "pass a YOLOX-format detector ONNX (input [1, 3, H, W], output [1, A, 5 + classes]) with --detector-model PATH, "
+    "or leave it out for the shipped YOLOX-Nano"
 )
 
 
