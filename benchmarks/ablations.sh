@@ -28,4 +28,4 @@ for name in "${NAMES[@]}"; do
     --json "$OUT/$name.json"
   models+=("$OUT/$name/model.pt")
 done
-python benchmarks/classifier_report.py --model "${models[@]}" --no-flip --json "$OUT/report.json"
+python -m benchmarks.classifier_report --model "${models[@]}" --no-flip --json "$OUT/report.json"

@@ -3,7 +3,7 @@ and COCO dev-set OKS-AP (GT boxes), with and without flip test, plus params / GM
 occlusion robustness: LSP PCK with one synthetic occluder over 20-40% of each person's box (all joints, and
 the joints under the occluder).
 
-    python benchmarks/classifier_report.py --model edge_pct/weights/pct_lite.pt \
+    python -m benchmarks.classifier_report --model edge_pct/weights/pct_lite.pt \
         --peer ../shared/data/models/pose_landmarker_full.task --json runs/classifier_report.json
 
 `--decode tokens heatmap` scores each model with the paper's token decoding and with the heatmap refinement
@@ -18,24 +18,23 @@ import json
 import sys
 from pathlib import Path
 
-from model_report import gmac, inference_params, ms_per_person
-
-from edge_pct.core.package import DEFAULT_MODEL
+from benchmarks.common import add_data_arg, data_dir, gmac, inference_params, ms_per_person
 from edge_pct.core.errors import run_reporting_errors
 from edge_pct.core.files import write_text_atomic
+from edge_pct.core.package import DEFAULT_MODEL
 from edge_pct.eval.evaluate import evaluate_coco, evaluate_lsp, mediapipe_estimator, torch_estimator
 from edge_pct.models.factory import load_classifier
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def main() -> None:
+    data = data_dir()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arg(ap)
     ap.add_argument("--model", nargs="+", default=[str(DEFAULT_MODEL)], help="one or more .pt checkpoints")
-    ap.add_argument("--peer", default=str(DATA / "models" / "pose_landmarker_full.task"), help="'' to skip")
-    ap.add_argument("--lsp", default=str(DATA / "lspet"))
-    ap.add_argument("--coco-ann", default=str(DATA / "coco" / "train2017_images" / "annotations.json"))
-    ap.add_argument("--coco-images", default=str(DATA / "coco" / "train2017_images"))
+    ap.add_argument("--peer", default=str(data / "models" / "pose_landmarker_full.task"), help="'' to skip")
+    ap.add_argument("--lsp", default=str(data / "lspet"))
+    ap.add_argument("--coco-ann", default=str(data / "coco" / "train2017_images" / "annotations.json"))
+    ap.add_argument("--coco-images", default=str(data / "coco" / "train2017_images"))
     ap.add_argument("--no-flip", action="store_true", help="skip the flip-test rows")
     ap.add_argument("--occlude", nargs=2, type=float, default=[0.2, 0.4], metavar=("LO", "HI"),
                     help="occluder share of the box for the robustness columns (default: 0.2 0.4)")

@@ -2,7 +2,7 @@
 each model's predictions are scored once, then again on random halves of the images (the same halves for every
 model): the paired AP difference to the first model, its 5-95% range and the share of halves where it is positive.
 
-    python benchmarks/coco_ap_stability.py --model runs/A/model.pt runs/B/model.pt --json runs/coco_ap_stability.json
+    python -m benchmarks.coco_ap_stability --model runs/A/model.pt runs/B/model.pt --json runs/coco_ap_stability.json
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import add_data_arg, data_dir
 from edge_pct.core.errors import run_reporting_errors
 from edge_pct.core.files import write_text_atomic
 from edge_pct.data.topdown import load_coco_persons
@@ -21,14 +21,14 @@ from edge_pct.eval.coco import oks_ap
 from edge_pct.eval.evaluate import coco_keypoint_results, torch_estimator
 from edge_pct.models.factory import load_classifier
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def main() -> None:
+    data = data_dir()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arg(ap)
     ap.add_argument("--model", nargs="+", required=True, help="two or more .pt checkpoints; the first is the base")
-    ap.add_argument("--coco-ann", default=str(DATA / "coco" / "train2017_images" / "annotations.json"))
-    ap.add_argument("--coco-images", default=str(DATA / "coco" / "train2017_images"))
+    ap.add_argument("--coco-ann", default=str(data / "coco" / "train2017_images" / "annotations.json"))
+    ap.add_argument("--coco-images", default=str(data / "coco" / "train2017_images"))
     ap.add_argument("--halves", type=int, default=200, help="random half-image subsets scored")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()

@@ -6,7 +6,7 @@ AP over all parts together is comparable with a model that never trained on any 
 the same crops).
 
     python tools/coco_split.py --ann ../shared/data/coco/train2017_images/annotations.json --out runs/coco_halves
-    python benchmarks/coco_crossval.py --part runs/coco_halves/part1.json runs/A/model.pt \\
+    python -m benchmarks.coco_crossval --part runs/coco_halves/part1.json runs/A/model.pt \\
         --part runs/coco_halves/part0.json runs/B/model.pt [--flip] --json runs/coco_crossval.json
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from benchmarks.common import add_data_arg, data_dir
 from edge_pct.core.errors import InputFileError, run_reporting_errors
 from edge_pct.core.files import write_text_atomic
 from edge_pct.data.topdown import load_coco_persons
@@ -24,16 +24,16 @@ from edge_pct.eval.coco import oks_ap
 from edge_pct.eval.evaluate import coco_keypoint_results, torch_estimator
 from edge_pct.models.factory import load_classifier
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def main() -> None:
+    data = data_dir()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arg(ap)
     ap.add_argument("--part", nargs=2, action="append", required=True, metavar=("JSON", "MODEL"),
                     help="a part of the dev set and the .pt checkpoint that did not train on it")
-    ap.add_argument("--coco-ann", default=str(DATA / "coco" / "train2017_images" / "annotations.json"),
+    ap.add_argument("--coco-ann", default=str(data / "coco" / "train2017_images" / "annotations.json"),
                     help="the whole dev set's ground truth")
-    ap.add_argument("--coco-images", default=str(DATA / "coco" / "train2017_images"))
+    ap.add_argument("--coco-images", default=str(data / "coco" / "train2017_images"))
     ap.add_argument("--flip", action="store_true")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()

@@ -2,7 +2,7 @@
 model without the flip test, with the plain average of both passes, and with `fuse_flip` at several radii, on the
 seeded subset of LSP-extended TRAINING persons that `refine_sweep.py` scores (the held-out slice stays unseen).
 
-    python benchmarks/flip_sweep.py --model runs/pct_lite_256s9/model.pt --agree 0.015625 0.03125 0.0625 0.125 \\
+    python -m benchmarks.flip_sweep --model runs/pct_lite_256s9/model.pt --agree 0.015625 0.03125 0.0625 0.125 \\
         --json runs/flip_sweep.json
 """
 
@@ -13,8 +13,7 @@ import json
 import math
 import sys
 
-from refine_sweep import add_subset_args, training_subset
-
+from benchmarks.common import add_subset_args, training_subset
 from edge_pct.core.errors import run_reporting_errors
 from edge_pct.core.files import write_text_atomic
 from edge_pct.eval.evaluate import pck, predict_persons, torch_estimator

@@ -8,9 +8,9 @@ Groups are the convs whose weight names share their first `--depth` module names
 every variant is `calibration.qdq.float_nodes` (what `calibrate` keeps FP32). This is how the stem's
 depthwise-separable conv was found (README, INT8):
 
-    python benchmarks/int8_sensitivity.py --onnx runs/s20/e256/model.onnx --calibration runs/s20/c256 \\
+    python -m benchmarks.int8_sensitivity --onnx runs/s20/e256/model.onnx --calibration runs/s20/c256 \\
         --json runs/int8_sensitivity.json
-    python benchmarks/int8_sensitivity.py --onnx runs/s20/e256/model.onnx --calibration runs/s20/c256 \\
+    python -m benchmarks.int8_sensitivity --onnx runs/s20/e256/model.onnx --calibration runs/s20/c256 \\
         --within model.backbone.dark2 --json runs/int8_sensitivity_dark2.json
 """
 
@@ -24,9 +24,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from refine_sweep import add_subset_args, training_subset
 
-from edge_pct.calibration.calibrate import CPU_NAME, INT8_NAME, REPORT_NAME, sibling_name
+from benchmarks.common import add_subset_args, training_subset
+from edge_pct.calibration.artifacts import CPU_NAME, DECODER_NAME, INT8_NAME, REPORT_NAME, sibling_name
 from edge_pct.calibration.qdq import float_nodes, quantize_qdq
 from edge_pct.core.errors import InputFileError, run_reporting_errors
 from edge_pct.core.files import write_text_atomic
@@ -63,7 +63,7 @@ def main() -> None:
     onnx = require("onnx", "cpu")
     calib = Path(args.calibration)
     name = CPU_NAME if args.target == "cpu" else INT8_NAME
-    needed = [calib / REPORT_NAME, calib / sibling_name(".json", name), calib / sibling_name(".decoder.onnx")]
+    needed = [calib / REPORT_NAME, calib / sibling_name(".json", name), calib / DECODER_NAME]
     missing = [str(p) for p in [Path(args.onnx), *needed] if not p.is_file()]
     if missing:
         raise InputFileError(f"'{missing[0]}' not found: pass --onnx MODEL.onnx from `edge-pct export` and "

@@ -5,7 +5,11 @@ first), so background load on the machine hits both alike; the ratio of the medi
 is faster) is the number to compare, absolute milliseconds only on an idle machine. Random 0-255 input; the
 latency does not depend on the pixel values.
 
-    python benchmarks/int8_speed.py --onnx out/model.onnx --int8 out/model.int8.onnx --batch 1 --threads 1
+    python -m benchmarks.int8_speed --calib runs/cal --batch 1 --threads 1      # the documented INT8 path
+    python -m benchmarks.int8_speed --onnx runs/export/model.onnx --int8 runs/cal/model.int8.tensorrt.onnx
+
+`--calib DIR` times what a user gets from `--model DIR` on ONNX Runtime (the graph `open_backend` picks from an
+`edge-pct calibrate` folder) against the FP32 graph that folder was calibrated from.
 """
 
 from __future__ import annotations
@@ -66,10 +70,20 @@ def measure(fp32: Path, int8: Path, batch: int = 1, threads: int = 1, runs: int 
             "onnxruntime": ort.__version__, "machine": platform.machine()}
 
 
+def _documented_int8(calib: Path) -> tuple[Path, Path]:
+    """(the INT8 graph `--model calib` runs on ONNX Runtime, the FP32 graph it was calibrated from)."""
+    from edge_pct.engines.model_files import calibrated_graph
+    from edge_pct.engines.onnx_io import read_sidecar
+
+    int8 = calibrated_graph(calib, "onnxruntime")
+    return int8, Path(read_sidecar(int8)["calibration"]["onnx"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--onnx", type=Path, required=True, help="FP32 image graph (model.onnx)")
-    p.add_argument("--int8", type=Path, required=True, help="INT8 Q/DQ image graph (model.int8.onnx)")
+    p.add_argument("--onnx", type=Path, help="FP32 image graph (model.onnx; default with --calib: its source)")
+    p.add_argument("--int8", type=Path, help="INT8 Q/DQ image graph, e.g. model.int8.tensorrt.onnx")
+    p.add_argument("--calib", type=Path, help="an `edge-pct calibrate` folder: time the graph --model DIR runs")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of both sessions")
     p.add_argument("--runs", type=int, default=50, help="timed rounds (one run of each graph per round)")
@@ -80,11 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops", action="store_true", help="also print the op counts of the optimized INT8 graph")
     p.add_argument("--json", type=Path, help="also write the result here")
     a = p.parse_args(argv)
+    if a.calib is not None:
+        a.int8, source = _documented_int8(a.calib)
+        a.onnx = a.onnx or source
+    if a.onnx is None or a.int8 is None:
+        p.error("pass --calib DIR, or --onnx FP32 and --int8 INT8")
     for path in (a.onnx, a.int8):
         if not path.is_file():
             raise InputFileError(f"'{path}' not found: pass the graphs that `edge-pct export` and `calibrate` wrote")
     res = measure(a.onnx, a.int8, a.batch, a.threads, a.runs, a.warmup, a.opt_level, disabled=a.disable)
-    print(f"batch {a.batch} threads {a.threads} runs {a.runs} ({a.opt_level}): fp32 {res['fp32_ms_median']:.2f} ms, "
+    print(f"{a.int8.name} vs {a.onnx.name}, batch {a.batch} threads {a.threads} runs {a.runs} ({a.opt_level}):")
+    print(f"  fp32 {res['fp32_ms_median']:.2f} ms, "
           f"int8 {res['int8_ms_median']:.2f} ms, fp32/int8 {res['speedup']:.2f}x "
           f"(per-round median {res['speedup_per_round_median']:.2f}x)")
     if a.ops:

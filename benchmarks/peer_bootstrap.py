@@ -2,7 +2,7 @@
 crops, and a paired bootstrap over the persons (resampled with replacement, both estimators together) of the
 difference: its 95% interval and the share of resamples where the lead is zero or less.
 
-    python benchmarks/peer_bootstrap.py --model edge_pct/weights/pct_lite.pt --json runs/peer_bootstrap.json
+    python -m benchmarks.peer_bootstrap --model edge_pct/weights/pct_lite.pt --json runs/peer_bootstrap.json
 """
 
 from __future__ import annotations
@@ -10,25 +10,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from edge_pct.core.package import DEFAULT_MODEL
+from benchmarks.common import add_data_arg, data_dir
 from edge_pct.core.errors import run_reporting_errors
 from edge_pct.core.files import write_text_atomic
+from edge_pct.core.package import DEFAULT_MODEL
 from edge_pct.data.lsp import load_lsp
 from edge_pct.eval.evaluate import mediapipe_estimator, pck_hits, predict_persons, torch_estimator
 from edge_pct.models.factory import load_classifier
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def main() -> None:
+    data = data_dir()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arg(ap)
     ap.add_argument("--model", nargs="+", default=[str(DEFAULT_MODEL)], help="one or more .pt checkpoints")
-    ap.add_argument("--peer", default=str(DATA / "models" / "pose_landmarker_full.task"))
-    ap.add_argument("--lsp", default=str(DATA / "lspet"))
+    ap.add_argument("--peer", default=str(data / "models" / "pose_landmarker_full.task"))
+    ap.add_argument("--lsp", default=str(data / "lspet"))
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--json", required=True)
     args = ap.parse_args()

@@ -2,7 +2,7 @@
 heatmap refinement at several prior widths, on a seeded subset of the LSP-extended TRAINING persons (the held-out
 slice stays unseen), clean and with one synthetic occluder over 20-40% of each box (all joints / joints under it).
 
-    python benchmarks/refine_sweep.py --model runs/pct_lite_256/model.pt --sigmas 0.03125 0.0625 0.125 \\
+    python -m benchmarks.refine_sweep --model runs/pct_lite_256/model.pt --sigmas 0.03125 0.0625 0.125 \\
         --json runs/refine_sweep.json
 """
 
@@ -12,30 +12,12 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
-import numpy as np
-
+from benchmarks.common import add_subset_args, training_subset
 from edge_pct.core.errors import run_reporting_errors
 from edge_pct.core.files import write_text_atomic
-from edge_pct.data.lsp import load_lsp
 from edge_pct.eval.evaluate import pck, predict_persons, torch_estimator
 from edge_pct.models.factory import load_classifier
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def training_subset(lsp_root: str, n: int):
-    """A seeded subset of `n` LSP-extended training persons (the same for every sweep)."""
-    persons = load_lsp(lsp_root, "train")
-    return persons.subset(np.sort(np.random.default_rng(1).choice(len(persons), n, replace=False)))
-
-
-def add_subset_args(ap: argparse.ArgumentParser) -> None:
-    """--persons / --lsp (the training subset of `training_subset`) and --json (where the rows go)."""
-    ap.add_argument("--persons", type=int, default=800, help="training persons scored (seeded subset)")
-    ap.add_argument("--lsp", default=str(DATA / "lspet"))
-    ap.add_argument("--json", required=True)
 
 
 def main() -> None:

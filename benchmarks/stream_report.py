@@ -2,7 +2,7 @@
 jitter with and without smoothing, for each pose model (e.g. ORT FP32 and INT8) with the YOLOX detector, plus
 the single-person `track` mode.
 
-    python benchmarks/stream_report.py --model runs/export/model.onnx calibration/lite/model.int8.onnx \
+    python -m benchmarks.stream_report --model runs/export/model.onnx calibration/lite/model.int8.tensorrt.onnx \
         --json runs/stream_report.json
 
 Every row runs `edge_pct.stream.bench.run_bench` (what `edge-pct bench` runs); the MediaPipe peer runs on the same
@@ -18,16 +18,15 @@ import json
 import sys
 from pathlib import Path
 
-from edge_pct.core.package import DEFAULT_MODEL
+from benchmarks.common import add_data_arg, data_dir
 from edge_pct.config import StreamConfig
 from edge_pct.core.errors import run_reporting_errors
 from edge_pct.core.files import write_text_atomic
+from edge_pct.core.package import DEFAULT_MODEL
 from edge_pct.engines.model_files import open_backend
 from edge_pct.stream.bench import run_bench, run_peer
 from edge_pct.stream.detectors.factory import create_detector
 from edge_pct.stream.pipeline import PosePipeline
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _row(video: Path, model: str, detector: str, detector_model: str | None, cfg: StreamConfig, threads: int,
@@ -43,12 +42,14 @@ def _row(video: Path, model: str, detector: str, detector_model: str | None, cfg
 
 
 def main() -> None:
+    data = data_dir()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arg(ap)
     ap.add_argument("--model", nargs="+", default=[str(DEFAULT_MODEL)], help=".pt / .onnx pose models")
-    ap.add_argument("--video", nargs="+", default=[str(DATA / "videos" / "vtest.avi"), str(DATA / "videos" /
+    ap.add_argument("--video", nargs="+", default=[str(data / "videos" / "vtest.avi"), str(data / "videos" /
                                                                                         "street.avi")])
-    ap.add_argument("--detector-model", default=str(DATA / "models" / "yolox_nano.onnx"))
-    ap.add_argument("--peer-model", default=str(DATA / "models" / "pose_landmarker_full.task"), help="'' to skip")
+    ap.add_argument("--detector-model", default=str(data / "models" / "yolox_nano.onnx"))
+    ap.add_argument("--peer-model", default=str(data / "models" / "pose_landmarker_full.task"), help="'' to skip")
     ap.add_argument("--max-persons", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, help="frames per video (default: all)")

@@ -1,7 +1,7 @@
 """Tokenizer report: reconstruction AP at several mask ratios beside the k-NN baseline, codebook usage and
 decode latency, all in one run. Writes JSON and prints a markdown table.
 
-    python benchmarks/tokenizer_report.py --coco-ann ../shared/data/coco/person_keypoints_val2017.json \
+    python -m benchmarks.tokenizer_report --coco-ann ../shared/data/coco/person_keypoints_val2017.json \
         --train-poses ../shared/data/coco/person_keypoints_train2017.npz --json runs/tokenizer_report.json
 """
 
@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
-from edge_pct.core.package import DEFAULT_TOKENIZER
 from edge_pct.core.errors import run_reporting_errors
 from edge_pct.core.files import write_text_atomic
+from edge_pct.core.package import DEFAULT_TOKENIZER
 from edge_pct.data.coco import load_coco_json, load_poses
 from edge_pct.eval.knn_baseline import KnnPoseCompleter
 from edge_pct.eval.tokenizer import evaluate_tokenizer_model, score_completer, tokenizer_completer

@@ -1,16 +1,16 @@
 """`edge-pct calibrate`: FP32 ONNX + images -> INT8 Q/DQ ONNX graphs, TensorRT calibration cache, report, atomically.
 
-Into `out_dir`: `model.int8.onnx`, the symmetric Q/DQ graph for TensorRT (+ `model.int8.decoder.onnx`, the FP32
-decoder, and the `model.int8.json` sidecar, so `OnnxRuntimeBackend("out/model.int8.onnx")` loads it like any
-export); `model.int8.cpu.onnx` + `model.int8.cpu.json`, the same ranges quantized for ONNX Runtime's CPU kernels
-(`qdq.TARGETS`: ONNX Runtime runs the TensorRT graph on x86 slower than FP32), sharing the decoder; `calib.cache`
-(TensorRT <= 10 implicit INT8, `trt_cache`); and `report.json`: per-tensor ranges, method, crops, calibration
-seconds, FP32 vs INT8 keypoint agreement of both graphs on held-out crops, COCO OKS-AP of all three on the
-held-out images when annotations are given, and ONNX Runtime CPU latency of FP32 and both INT8 graphs at batch 1
-and 4, measured in the same process. Everything is written in a
-staging folder inside `out_dir` and moved into place at the end (report.json last), so a failure leaves the
-previous artifacts as they were. A run whose fingerprint (ONNX sha256, the selected image files, annotations,
-method, num, seed, onnxruntime version) matches the existing report reuses its ranges instead of calibrating.
+Into `out_dir` (the names: `artifacts.py`): `model.int8.tensorrt.onnx`, the symmetric Q/DQ graph for TensorRT (+
+`model.int8.decoder.onnx`, the FP32 decoder, and the `model.int8.tensorrt.json` sidecar, so OnnxRuntimeBackend loads
+it like any export); `model.int8.cpu.onnx` + `model.int8.cpu.json`, the same ranges quantized for ONNX Runtime's CPU
+kernels (`qdq.TARGETS`: ONNX Runtime runs the TensorRT graph on x86 slower than FP32), sharing the decoder;
+`calib.cache` (TensorRT <= 10 implicit INT8, `trt_cache`); and `report.json`: per-tensor ranges, method, crops,
+calibration seconds, FP32 vs INT8 keypoint agreement of both graphs on held-out crops, COCO OKS-AP of all three on
+the held-out images when annotations are given, and ONNX Runtime CPU latency of FP32 and both INT8 graphs at batch 1
+and 4, measured in the same process. Everything is written in a staging folder inside `out_dir` and moved into place
+at the end (report.json last), so a failure leaves the previous artifacts as they were. A run whose fingerprint
+(ONNX sha256, the selected image files, annotations, method, num, seed, onnxruntime version) matches the existing
+report reuses its ranges instead of calibrating.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_pct.calibration.artifacts import CACHE_NAME, CPU_NAME, DECODER_NAME, INT8_NAME, REPORT_NAME, sibling_name
 from edge_pct.calibration.ort_cpu import interleaved_times_ms
 from edge_pct.core.errors import ConfigError, InputFileError
 from edge_pct.core.files import file_sha256
@@ -34,10 +35,6 @@ from edge_pct.core.optional import require
 
 log = logging.getLogger(__name__)
 
-INT8_NAME = "model.int8.onnx"
-CPU_NAME = "model.int8.cpu.onnx"  # the "cpu" Q/DQ target (qdq.TARGETS): what OnnxRuntimeBackend should load on CPU
-CACHE_NAME = "calib.cache"
-REPORT_NAME = "report.json"
 LATENCY_BATCHES = (1, 4)
 _DROP_FROM_SIDECAR = ("max_abs_diff_vs_torch", "decoder_max_abs_diff", "confidence_max_abs_diff",
                       "token_probs_max_abs_diff", "parity_batch")
@@ -55,7 +52,7 @@ def _check_inputs(onnx_path: Path, method: str, num: int, heldout: int, out_dir:
         raise ConfigError(f"--num {num} must be >= 1 (calibration crops; a few hundred is typical) and the held-out "
                           f"count {heldout} >= 0")
     if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out '{out_dir}' is a file: pass a folder for model.int8.onnx, calib.cache, report.json")
+        raise ConfigError(f"--out '{out_dir}' is a file: pass a folder for {INT8_NAME}, {CACHE_NAME}, {REPORT_NAME}")
     meta = read_sidecar(onnx_path)  # missing model / sidecar -> InputFileError naming `edge-pct export`
     onnx = require("onnx", "cpu")
     fix = f"re-export it with `edge-pct export --checkpoint PT --out {onnx_path}`"
@@ -101,7 +98,7 @@ def calibrate(onnx: str | Path, images: str | Path, out_dir: str | Path, ann: st
     Args:
         onnx: FP32 image graph (model.onnx with its sidecar and decoder beside it).
         images: folder of images: frames (whole-frame crops) or, with `ann`, the annotations' images.
-        out_dir: folder for model.int8.onnx (+ decoder and sidecar), calib.cache, report.json.
+        out_dir: folder for model.int8.tensorrt.onnx (+ decoder and sidecar), calib.cache, report.json.
         ann: COCO keypoints json: person crops from ground-truth boxes, and OKS-AP of FP32 vs INT8.
         method: "entropy" (TensorRT's default), "percentile" or "minmax".
         num: calibration crops; heldout: crops (from other images) for FP32-vs-INT8 agreement and AP.
@@ -136,7 +133,7 @@ def calibrate(onnx: str | Path, images: str | Path, out_dir: str | Path, ann: st
         result = _run(onnx_path, meta, staging, selection, calib_crops, heldout_crops, previous, ann, images,
                       method=method, batch=batch, threads=threads, repeats=latency_repeats, trt_version=trt_version,
                       seed=seed, fingerprint=fingerprint, onnx_sha=onnx_sha)
-        for name in (INT8_NAME, sibling_name(".decoder.onnx"), sibling_name(".json"), CPU_NAME,
+        for name in (INT8_NAME, DECODER_NAME, sibling_name(".json"), CPU_NAME,
                      sibling_name(".json", CPU_NAME), CACHE_NAME, REPORT_NAME):
             (staging / name).replace(out_dir / name)  # report.json last: it vouches for the others
     except BaseException:
@@ -146,14 +143,9 @@ def calibrate(onnx: str | Path, images: str | Path, out_dir: str | Path, ann: st
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     paths = {"int8_onnx": INT8_NAME, "cache": CACHE_NAME, "report": REPORT_NAME,
-             "sidecar": sibling_name(".json"), "decoder_onnx": sibling_name(".decoder.onnx"),
+             "sidecar": sibling_name(".json"), "decoder_onnx": DECODER_NAME,
              "cpu_onnx": CPU_NAME, "cpu_sidecar": sibling_name(".json", CPU_NAME)}
     return {**{k: str(out_dir / v) for k, v in paths.items()}, **result}
-
-
-def sibling_name(suffix: str, name: str = INT8_NAME) -> str:
-    """model.int8.onnx -> model.int8<suffix> (what OnnxRuntimeBackend / read_sidecar look for next to it)."""
-    return Path(name).with_suffix(suffix).name
 
 
 def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, calib_crops: np.ndarray | None,
@@ -175,7 +167,7 @@ def _run(onnx_path: Path, meta: dict[str, Any], staging: Path, selection: Any, c
     cache_ranges = {k: v for k, v in ranges.items() if k not in float_tensors}
     version = DEFAULT_TRT_VERSION if trt_version is None else int(trt_version)
     (staging / CACHE_NAME).write_text(format_cache(cache_ranges, version))
-    shutil.copyfile(onnx_path.with_name(meta["decoder_onnx"]), staging / sibling_name(".decoder.onnx"))
+    shutil.copyfile(onnx_path.with_name(meta["decoder_onnx"]), staging / DECODER_NAME)
     sidecars = {name: _int8_sidecar(meta, onnx_path, onnx_sha, method, selection, name)
                 for name in (INT8_NAME, CPU_NAME)}
     for name, sidecar in sidecars.items():  # OnnxRuntimeBackend needs them to load the INT8 models
@@ -240,7 +232,7 @@ def _int8_sidecar(meta: dict[str, Any], onnx_path: Path, onnx_sha: str, method: 
     """The FP32 sidecar made to describe the INT8 graph `name` (INT8_NAME or CPU_NAME): its files (both share the
     FP32 decoder), precision int8, its Q/DQ target, and where it came from."""
     sidecar = {k: v for k, v in meta.items() if k not in _DROP_FROM_SIDECAR}
-    sidecar.update(onnx=name, decoder_onnx=sibling_name(".decoder.onnx"), precision="int8",
+    sidecar.update(onnx=name, decoder_onnx=DECODER_NAME, precision="int8",
                    quantization_target="cpu" if name == CPU_NAME else "tensorrt",
                    calibration={"method": method, "num": len(selection.calib), "source": selection.source,
                                 "onnx": str(onnx_path.resolve()), "onnx_sha256": onnx_sha, "cache": CACHE_NAME})
@@ -251,8 +243,8 @@ def _int8_sidecar(meta: dict[str, Any], onnx_path: Path, onnx_sha: str, method: 
 
 def _report_extra(onnx_path: Path, onnx_sha: str, images: Path, ann: Path | None, seed: int, exclude: list[str],
                   cache_ranges: dict[str, Any], version: int) -> dict[str, Any]:
-    from edge_pct.core.package import __version__
     from edge_pct.calibration.trt_cache import DEFAULT_ALGORITHM
+    from edge_pct.core.package import __version__
 
     ort, onnx = require("onnxruntime", "cpu"), require("onnx", "cpu")
     return {"inputs": {"onnx": str(onnx_path.resolve()), "onnx_sha256": onnx_sha, "images": str(images.resolve()),

@@ -4,7 +4,7 @@
 {tensor: (min, max)}; `quantize_qdq` turns the FP32 graph plus those ranges into QuantizeLinear/DequantizeLinear
 pairs for one of two consumers (`TARGETS`), from the same ranges:
 
-- "tensorrt" (`model.int8.onnx`): per-channel INT8 weights (FP32 -> Q -> DQ), per-tensor INT8 activations, FP32
+- "tensorrt" (`model.int8.tensorrt.onnx`): per-channel INT8 weights (FP32 -> Q -> DQ), per-tensor INT8 activations, FP32
   biases, symmetric, so every zero point is 0 (TensorRT's explicit-quantization requirement).
 - "cpu" (`model.int8.cpu.onnx`, for ONNX Runtime's CPU provider): per-channel symmetric INT8 weights stored as INT8,
   INT32 biases, and asymmetric UINT8 activations, so ReLU/ReLU6 fold into the activation's quantization range.

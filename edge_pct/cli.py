@@ -6,23 +6,23 @@ Every handler returns an exit code; `main` turns an EdgePctError into one stderr
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
-from edge_pct.core.package import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
 from edge_pct.core.errors import EdgePctError, run_reporting_errors
+from edge_pct.core.package import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
 
 
-def _write_json(path: str | None, payload: dict[str, Any]) -> None:
-    """Print the result; also write it to `path` (atomically) when --json is given."""
-    text = json.dumps(payload, indent=2)
-    print(text)
-    if path:
-        from edge_pct.core.files import write_text_atomic
+def _write_json(path: str | None, payload: dict[str, Any], title: str, keys: tuple[str, ...]) -> None:
+    """The command's result: a summary table of `keys` for people, all of it as JSON to --json FILE or -."""
+    from edge_pct.core.report import emit_result, scalar_rows
 
-        write_text_atomic(path, text + "\n")
+    emit_result(payload, path, scalar_rows(payload, keys), title)
+
+
+TRAIN_KEYS = ("checkpoint", "finished", "epochs", "iterations", "final_loss", "final_l1_px", "minutes")
 
 
 def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
@@ -31,7 +31,8 @@ def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
 
     overrides = list(args.set) + ([f"tokenizer_train.epochs={args.epochs}"] if args.epochs else [])
     cfg = load_config(args.config, overrides)
-    _write_json(args.json, train_tokenizer(args.poses, args.out, cfg, val_ann=args.val_ann, init=args.init))
+    _write_json(args.json, train_tokenizer(args.poses, args.out, cfg, val_ann=args.val_ann, init=args.init),
+                "edge-pct train-tokenizer", TRAIN_KEYS)
     return 0
 
 
@@ -43,7 +44,8 @@ def _cmd_eval_tokenizer(args: argparse.Namespace) -> int:
         raise EdgePctError(f"--mask-ratio {args.mask_ratio} is out of range: use a value in [0, 1)")
     model = load_tokenizer(args.checkpoint)
     res = evaluate_tokenizer_model(model, args.coco_ann, args.mask_ratio, seed=args.seed, flip=args.flip)
-    _write_json(args.json, {"checkpoint": str(args.checkpoint), **res})
+    _write_json(args.json, {"checkpoint": str(args.checkpoint), **res}, "edge-pct eval-tokenizer: reconstruction",
+                ("ap", "ap50", "ap75", "ar", "persons", "mask_ratio", "codes_used", "perplexity", "mean_err_px"))
     return 0
 
 
@@ -53,7 +55,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from edge_pct.train.classifier import train_classifier
 
     cfg = load_config(args.config, args.set, base={"model": config_to_dict(MODEL_VARIANTS[args.variant])})
-    _write_json(args.json, train_classifier(cfg, args.out, init=args.init))
+    _write_json(args.json, train_classifier(cfg, args.out, init=args.init), "edge-pct train", TRAIN_KEYS)
     return 0
 
 
@@ -90,7 +92,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                else evaluate_coco(est, args.coco_ann, args.images, occlusion=occlusion))
     finally:
         est.close()
-    _write_json(args.json, {"model_path": args.model, "flip": args.flip, **res})
+    _write_json(args.json, {"model_path": args.model, "flip": args.flip, **res}, f"edge-pct eval: {args.model}",
+                ("pck", "pck_occluded", "ap", "ap50", "ap75", "ar", "persons", "ms_per_person", "backend", "precision"))
     return 0
 
 
@@ -98,7 +101,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from edge_pct.export.onnx import export_onnx
 
     _write_json(args.json, export_onnx(args.checkpoint, args.out, batch=args.batch, opset=args.opset,
-                                       precision=args.precision))
+                                       precision=args.precision),
+                "edge-pct export", ("onnx", "precision", "batch", "max_abs_diff_vs_torch"))
     return 0
 
 
@@ -106,7 +110,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from edge_pct.calibration.calibrate import calibrate
 
     _write_json(args.json, calibrate(args.onnx, args.images, args.out, ann=args.ann, method=args.method, num=args.num,
-                                     seed=args.seed, threads=args.threads, trt_version=args.trt_version))
+                                     seed=args.seed, threads=args.threads, trt_version=args.trt_version),
+                "edge-pct calibrate", ("cpu_onnx", "int8_onnx", "cache", "report"))
     return 0
 
 
@@ -115,33 +120,31 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     _write_json(args.json, build_engine(args.onnx, args.precision, args.out, workspace_gb=args.workspace_gb,
                                         max_batch=args.max_batch, timing_cache=args.timing_cache,
-                                        calib_cache=args.calib_cache))
+                                        calib_cache=args.calib_cache),
+                "edge-pct build", ("engine", "manifest", "build_s"))
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge_pct.api import PoseEstimator
     from edge_pct.config import load_config
-    from edge_pct.engines.model_files import open_backend
     from edge_pct.stream.bench import run_bench, run_peer
-    from edge_pct.stream.detectors.factory import create_detector
-    from edge_pct.stream.pipeline import PosePipeline
 
     overrides = list(args.set) + ([f"stream.max_persons={args.max_persons}"] if args.max_persons else [])
     cfg = load_config(args.config, overrides).stream
     if args.peer and not args.peer_model:
         raise EdgePctError("--peer mediapipe needs --peer-model PATH.task (MediaPipe's pose_landmarker_*.task)")
-    backend = open_backend(args.model, args.backend, **({"threads": args.threads} if args.threads else {}))
-    detector = create_detector(args.detector or cfg.detector or None, args.detector_model or cfg.detector_model or None,
-                               max_persons=cfg.max_persons, max_boxes=cfg.detector_boxes, threads=args.threads)
-    try:
-        res = run_bench(args.video, PosePipeline(backend, detector, cfg), save=args.save, max_frames=args.frames)
-    finally:
-        detector.close()
+    with PoseEstimator(args.model, args.backend, args.detector, args.detector_model, threads=args.threads,
+                       config=cfg) as estimator:
+        res = run_bench(args.video, estimator.pipeline, save=args.save, max_frames=args.frames)
     res["model"] = str(args.model or DEFAULT_MODEL)
     if args.peer:
         res["peer"] = run_peer(args.video, args.peer_model, cfg.max_persons, max_frames=args.frames)
         res["poses_per_s_vs_peer"] = res["poses_per_s"] / max(res["peer"]["poses_per_s"], 1e-9)
-    _write_json(args.json, res)
+    from edge_pct.core.report import emit_result
+    from edge_pct.stream.bench import summary_rows
+
+    emit_result(res, args.json, summary_rows(res), f"edge-pct bench: {Path(args.video).name}, {res['frames']} frames")
     return 0
 
 
@@ -158,7 +161,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
                   loop=args.loop or None, stream=load_config(args.config, args.set).stream,
                   settings_path=args.settings)  # fmt: skip
     if args.exit_after is not None or args.json:
-        _write_json(args.json, res)
+        _write_json(args.json, res, "edge-pct app", ("frames", "fps", "persons_per_frame", "screenshot"))
     return 0
 
 
@@ -218,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="INT8: Q/DQ ONNX + TensorRT calibration cache + report from image crops")
     p.add_argument("--onnx", required=True, help="FP32 model.onnx from `edge-pct export` (sidecar, decoder beside it)")
     p.add_argument("--images", required=True, help="folder of frames (whole-frame crops), or the --ann json's images")
-    p.add_argument("--out", required=True, help="folder for model.int8.onnx (TensorRT Q/DQ), model.int8.cpu.onnx "
-                   "(ONNX Runtime on CPU), their decoder and sidecars, calib.cache, report.json")
+    p.add_argument("--out", required=True, help="folder for model.int8.tensorrt.onnx (TensorRT Q/DQ), "
+                   "model.int8.cpu.onnx (ONNX Runtime on CPU), their decoder and sidecars, calib.cache, report.json")
     p.add_argument("--ann", help="COCO keypoints json: person crops from its boxes, and FP32 vs INT8 OKS-AP")
     p.add_argument("--method", default="entropy", choices=["entropy", "percentile", "minmax"],
                    help="range calibration method (default: entropy, as TensorRT's EntropyCalibration2)")
@@ -230,12 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("build", help="compile an exported ONNX to a TensorRT engine (+ <engine stem>.json manifest)")
-    p.add_argument("--onnx", required=True, help="model.onnx from `edge-pct export`, model.int8.onnx (Q/DQ) from "
-                   "`edge-pct calibrate`, or a plain ONNX such as a YOLOX detector (no sidecar needed)")
+    p.add_argument("--onnx", required=True, help="model.onnx from `edge-pct export`, model.int8.tensorrt.onnx "
+                   "(Q/DQ) from `edge-pct calibrate`, or a plain ONNX such as a YOLOX detector (no sidecar needed)")
     p.add_argument("--precision", required=True, choices=["fp16", "int8", "fp32"],
                    help="TensorRT 11 needs an fp16 export (`export --precision fp16`) or a Q/DQ ONNX for int8; an "
                    "FP32 ONNX from elsewhere (YOLOX) builds there as fp32")
-    p.add_argument("--out", help="engine path (default: engines/<onnx stem>.<precision>.engine)")
+    p.add_argument("--out", help="engine path (default: <onnx stem>.<precision>.engine beside the ONNX)")
     p.add_argument("--calib-cache", help="calib.cache of `edge-pct calibrate`: INT8 from a plain ONNX, TensorRT <= 10")
     p.add_argument("--workspace-gb", type=float, default=2.0, help="builder workspace limit in GiB (default: 2)")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of a dynamic-batch ONNX (default: 8)")
@@ -277,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_app)
 
     for name, action in sub.choices.items():
-        action.add_argument("--json", help="also write the result to this JSON file")
+        action.add_argument("--json", metavar="FILE", help="write the whole result as JSON to FILE ('-': to stdout "
+                            "instead of the summary table)")
         if name.startswith("train") or name in ("bench", "app"):
             action.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                                 help="config override, e.g. tokenizer_train.lr=3e-4 (repeatable)")

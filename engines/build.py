@@ -26,17 +26,16 @@ from edge_pct.engines import trt_compat
 
 log = logging.getLogger(__name__)
 
-ENGINE_DIR = Path("engines")
 GiB = 1 << 30
 
 
 def default_engine_path(onnx: str | Path, precision: str) -> Path:
-    """`path/model.onnx`, "fp16" -> `engines/model.fp16.engine` (relative to the working directory)."""
-    return ENGINE_DIR / f"{Path(onnx).stem}.{precision}.engine"
+    """`path/model.onnx`, "fp16" -> `path/model.fp16.engine`: beside its ONNX, never in the source tree."""
+    return Path(onnx).with_name(f"{Path(onnx).stem}.{precision}.engine")
 
 
 def manifest_path(engine: str | Path) -> Path:
-    """`engines/model.fp16.engine` -> `engines/model.fp16.json`."""
+    """`runs/model.fp16.engine` -> `runs/model.fp16.json`."""
     return Path(engine).with_suffix(".json")
 
 
@@ -147,7 +146,7 @@ def build_engine(onnx: str | Path, precision: str, out: str | Path | None = None
 
     Args:
         onnx: image graph from `edge-pct export` (FP32, or FP16 from `--precision fp16`), or the Q/DQ
-            model.int8.onnx from `edge-pct calibrate`.
+            model.int8.tensorrt.onnx from `edge-pct calibrate`.
         precision: "fp16" | "int8" ("fp32" for parity checks). TensorRT 11 needs an FP16 / Q/DQ ONNX for them.
         out: engine path (.engine); default `engines/<onnx stem>.<precision>.engine`.
         workspace_gb: builder scratch memory limit, GiB.

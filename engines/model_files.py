@@ -48,14 +48,18 @@ def cached_onnx(checkpoint: str | Path) -> Path:
 def open_backend(model: str | Path | None = None, backend: str | None = None, **kwargs: Any) -> PoseBackend:
     """A PoseBackend for `model` (default: the shipped model) on `backend` (default: from the file type).
 
-    kwargs go to the backend class (e.g. threads for onnxruntime). Raises InputFileError for a missing model
-    and ConfigError for a backend that cannot run that file type.
+    `model` may be a `.pt` checkpoint, an exported `.onnx`, a TensorRT `.engine`, or an `edge-pct calibrate` output
+    folder, from which the graph for the backend is taken (`calibrated_graph`). kwargs go to the backend class
+    (e.g. threads for onnxruntime). Raises InputFileError for a missing model and ConfigError for a backend that
+    cannot run that file type.
     """
     from edge_pct.core.package import DEFAULT_MODEL
 
     path = Path(model) if model is not None else DEFAULT_MODEL
+    if path.is_dir():
+        path = calibrated_graph(path, backend)
     if not path.is_file():
-        fix = "train one with `edge-pct train` or pass --model PT/ONNX/ENGINE"
+        fix = "train one with `edge-pct train` or pass --model PT/ONNX/ENGINE or an `edge-pct calibrate` folder"
         raise InputFileError(f"Pose model '{path}' not found: {fix}")
     if backend is not None and backend not in BACKENDS:
         return create_backend(backend, path)  # raises the did-you-mean ConfigError
@@ -76,3 +80,21 @@ def open_backend(model: str | Path | None = None, backend: str | None = None, **
             f"`edge-pct build --onnx ONNX --precision fp16 --out model.engine`"
         )
     return create_backend(backend, path, **kwargs)
+
+
+def calibrated_graph(folder: Path, backend: str | None) -> Path:
+    """The graph of an `edge-pct calibrate` folder that `backend` should run: ONNX Runtime (the default) takes the
+    CPU graph, which runs faster than FP32 there (the TensorRT Q/DQ graph runs slower); TensorRT needs an engine built
+    from the Q/DQ graph, and torch runs checkpoints only: both get a ConfigError naming the command."""
+    from edge_pct.calibration.artifacts import CPU_NAME, INT8_NAME
+
+    if not (folder / CPU_NAME).is_file():
+        raise InputFileError(f"'{folder}' is a folder without {CPU_NAME}: pass a model file or the --out folder of "
+                             "`edge-pct calibrate`")
+    if backend == "tensorrt":
+        raise ConfigError(f"TensorRT runs an engine: build it from the calibrated graph with `edge-pct build --onnx "
+                          f"{folder / INT8_NAME} --precision int8 --out runs/model.int8.engine`, then pass that engine")
+    if backend == "torch":
+        raise ConfigError(f"The torch backend runs .pt checkpoints, not the INT8 graphs of '{folder}': pass "
+                          "--backend onnxruntime (or leave it out)")
+    return folder / CPU_NAME

@@ -134,6 +134,9 @@ class OnnxRuntimeBackend:
         self.meta = meta
         self.path = path
         self.providers: list[str] = self._session.get_providers()  # what ORT actually runs on
+        if meta.get("quantization_target") == "tensorrt" and self.providers[0] == "CPUExecutionProvider":
+            log.warning("'%s' is the TensorRT Q/DQ graph: ONNX Runtime's CPU kernels run it slower than FP32; load "
+                        "'%s' beside it (or pass the calibrate folder as the model)", path, meta.get("cpu_onnx"))
         self.precision: str = meta["precision"]
         self.input_size: tuple[int, int] = tuple(meta["input_size"])
         self.max_batch: int | None = meta["batch"]

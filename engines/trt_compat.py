@@ -186,8 +186,8 @@ def set_precision(config: Any, precision: str, calib_cache: Path | None = None, 
             raise ConfigError("TensorRT 11 builds strongly typed networks only, so FP16 must be in the ONNX: export "
                               "it with `edge-pct export --precision fp16`")
         if precision == "int8" and not qdq:
-            raise ConfigError("TensorRT 11 has no implicit INT8 calibration: build from the Q/DQ model.int8.onnx "
-                              "written by `edge-pct calibrate`")
+            raise ConfigError("TensorRT 11 has no implicit INT8 calibration: build from the Q/DQ "
+                              "model.int8.tensorrt.onnx written by `edge-pct calibrate`")
         return None
     if precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # also the fallback for layers without an INT8 kernel
@@ -198,7 +198,7 @@ def set_precision(config: Any, precision: str, calib_cache: Path | None = None, 
         return None  # explicit quantization: the scales are in the graph
     if calib_cache is None:
         raise ConfigError("INT8 from a plain (non-Q/DQ) ONNX needs --calib-cache: run `edge-pct calibrate` and pass "
-                          "its calib.cache, or build from its Q/DQ model.int8.onnx")
+                          "its calib.cache, or build from its Q/DQ model.int8.tensorrt.onnx")
     try:
         calibrator = cache_calibrator(Path(calib_cache).read_bytes())
     except OSError as e:

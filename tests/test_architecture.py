@@ -106,3 +106,19 @@ def test_code_points_at_no_document_outside_the_repository():
     hits = [f"{f.relative_to(ROOT)}:{i}" for f in files for i, line in enumerate(f.read_text().splitlines(), 1)
             if any(o in line for o in outside)]
     assert hits == []
+
+
+def test_benchmarks_share_helpers_through_common_and_take_their_data_folder():
+    bench = sorted((ROOT / "benchmarks").glob("*.py"))
+    names = {f.stem for f in bench}
+    for f in bench:
+        tree = ast.parse(f.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                top = node.module.split(".")
+                assert top[0] not in names, f"{f.name} imports the script {node.module} (use benchmarks.common)"
+                if top[0] == "benchmarks":
+                    assert top[1:] == ["common"], f"{f.name} imports {node.module}"
+        if f.stem != "common":
+            code = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == "shared"]
+            assert code == [], f"{f.name} spells the data folder itself (use benchmarks.common.data_dir)"

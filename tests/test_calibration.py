@@ -24,8 +24,8 @@ from onnx import numpy_helper  # noqa: E402
 
 from edge_pct.core.errors import ConfigError, InputFileError  # noqa: E402
 
-ARTIFACTS = ["calib.cache", "model.int8.cpu.json", "model.int8.cpu.onnx", "model.int8.decoder.onnx", "model.int8.json",
-             "model.int8.onnx", "report.json"]
+ARTIFACTS = ["calib.cache", "model.int8.cpu.json", "model.int8.cpu.onnx", "model.int8.decoder.onnx",
+             "model.int8.tensorrt.json", "model.int8.tensorrt.onnx", "report.json"]
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 FAST = {"threads": 1, "latency_repeats": 3}  # one core, few timed runs: the numbers only need to exist here
 
@@ -278,8 +278,8 @@ def test_artifacts_report_sidecar_and_cache(tiny_export, entropy_run):
     assert report["method"] == "entropy" and report["num"] == 8 and report["heldout"] == 4 and not report["reused"]
     assert report["calibration_s"] > 0 and report["fingerprint"] == res["fingerprint"]
     assert report["ranges"] == res["ranges"] and report["cache"]["header"] == "TRT-8601-EntropyCalibration2"
-    side = json.loads((out / "model.int8.json").read_text())
-    assert side["precision"] == "int8" and side["onnx"] == "model.int8.onnx"
+    side = json.loads((out / "model.int8.tensorrt.json").read_text())
+    assert side["precision"] == "int8" and side["onnx"] == "model.int8.tensorrt.onnx"
     assert side["decoder_onnx"] == "model.int8.decoder.onnx" and side["calibration"]["method"] == "entropy"
     assert side["quantization_target"] == "tensorrt" and side["cpu_onnx"] == "model.int8.cpu.onnx"
     cpu_side = json.loads((out / "model.int8.cpu.json").read_text())
@@ -296,6 +296,27 @@ def test_artifacts_report_sidecar_and_cache(tiny_export, entropy_run):
     assert "token_probs" not in cache.scales and "joints" not in cache.scales  # the FP32 island has no scales
     for name, scale in cache.scales.items():
         assert scale == trt_scale(*res["ranges"][name])
+
+
+def test_the_calibrate_folder_is_a_model_that_runs_the_graph_for_the_backend(entropy_run, caplog):
+    from edge_pct.engines.model_files import open_backend
+
+    out = entropy_run["out"]
+    backend = open_backend(out, threads=1)  # ONNX Runtime (the default) takes the CPU graph
+    assert backend.path.name == "model.int8.cpu.onnx" and backend.precision == "int8"
+    assert backend.meta["quantization_target"] == "cpu"
+    with pytest.raises(ConfigError, match=r"edge-pct build --onnx .*model.int8.tensorrt.onnx --precision int8"):
+        open_backend(out, "tensorrt")
+    with pytest.raises(ConfigError, match="torch backend runs .pt"):
+        open_backend(out, "torch")
+    with pytest.raises(InputFileError, match="folder without model.int8.cpu.onnx"):
+        open_backend(out.parent, threads=1)
+    caplog.clear()
+    open_backend(out / "model.int8.tensorrt.onnx", threads=1)  # the TensorRT graph by hand, on a CPU: warned
+    assert any("model.int8.cpu.onnx" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    caplog.clear()
+    open_backend(out / "model.int8.cpu.onnx", threads=1)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_cache_line_by_hand_and_round_trip(tmp_path):
@@ -394,17 +415,17 @@ def test_command_reuses_an_identical_calibration(tiny_export, coco_set, tmp_path
             str(tmp_path / "c"), "--method", "minmax", "--num", "3", "--threads", "1"]
     assert main([*args, "--json", str(tmp_path / "r.json")]) == 0
     first = json.loads((tmp_path / "r.json").read_text())
-    assert json.loads(capsys.readouterr().out) == first  # stdout is exactly the result
+    table = capsys.readouterr().out  # for people: a summary table naming the artifacts
+    assert table.startswith("edge-pct calibrate") and "model.int8.cpu.onnx" in table and "r.json" in table
     assert first["source"] == "frames" and not first["reused"] and first["num"] == 3 and "coco" not in first[
         "fp32_vs_int8"]
     cache = (tmp_path / "c" / "calib.cache").read_bytes()
-    assert main([*args, "--json", str(tmp_path / "r2.json")]) == 0
-    second = json.loads((tmp_path / "r2.json").read_text())
-    assert json.loads(capsys.readouterr().out) == second
+    assert main([*args, "--json", "-"]) == 0
+    second = json.loads(capsys.readouterr().out)  # --json -: stdout is exactly the result
     assert second["reused"] and second["ranges"] == first["ranges"]
     assert second["calibration_s"] == first["calibration_s"] and second["fingerprint"] == first["fingerprint"]
     assert (tmp_path / "c" / "calib.cache").read_bytes() == cache
-    assert main([*args[:-4], "--num", "2", "--threads", "1", "--trt-version", "100300"]) == 0
+    assert main([*args[:-4], "--num", "2", "--threads", "1", "--trt-version", "100300", "--json", "-"]) == 0
     third = json.loads(capsys.readouterr().out)
     assert not third["reused"] and third["fingerprint"] != first["fingerprint"]
     assert (tmp_path / "c" / "calib.cache").read_text().startswith("TRT-100300-EntropyCalibration2\n")

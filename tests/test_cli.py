@@ -131,21 +131,24 @@ def test_train_offers_every_model_variant():
 
 
 @pytest.mark.parametrize("script, argv", [
-    ("benchmarks/model_report.py", ["--model", "MISSING"]),
-    ("benchmarks/int8_speed.py", ["--onnx", "MISSING", "--int8", "MISSING"]),
-    ("benchmarks/int8_sensitivity.py", ["--onnx", "MISSING", "--calibration", "MISSING", "--json", "OUT"]),
-    ("benchmarks/coco_crossval.py", ["--part", "MISSING", "MISSING", "--coco-images", "MISSING", "--json", "OUT"]),
+    ("-m benchmarks.model_report", ["--model", "MISSING"]),
+    ("-m benchmarks.int8_speed", ["--onnx", "MISSING", "--int8", "MISSING"]),
+    ("-m benchmarks.int8_speed", ["--calib", "MISSING"]),
+    ("-m benchmarks.int8_sensitivity", ["--onnx", "MISSING", "--calibration", "MISSING", "--json", "OUT"]),
+    ("-m benchmarks.coco_crossval", ["--part", "MISSING", "MISSING", "--coco-images", "MISSING", "--json", "OUT"]),
     ("tools/coco_split.py", ["--ann", "MISSING", "--out", "OUT"]),
+    ("tools/person_crops_json.py", ["--crops", "MISSING", "--out", "OUT"]),
 ])
 def test_developer_scripts_report_bad_input_in_one_line(tmp_path, script, argv):
     """The developer tools in benchmarks/ and tools/ share the CLI's error handling: one line, exit 2, no
     traceback, nothing written."""
     subs = {"MISSING": str(tmp_path / "missing.file"), "OUT": str(tmp_path / "out")}
-    proc = subprocess.run([sys.executable, script, *[subs.get(a, a) for a in argv]],
+    proc = subprocess.run([sys.executable, *script.split(), *[subs.get(a, a) for a in argv]],
                           capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()
-    assert err.startswith(f"{Path(script).name}: error:") and "missing.file" in err and len(err.splitlines()) == 1, err
+    name = script.split(".")[-1] + ".py" if script.startswith("-m") else Path(script).name
+    assert err.startswith(f"{name}: error:") and "missing.file" in err and len(err.splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -256,7 +256,7 @@ def test_the_shipped_yolox_nano_is_the_default_detector(monkeypatch):
     monkeypatch.delenv(DETECTOR_MODEL_ENV, raising=False)
     det = create_detector(max_persons=8, threads=1)
     assert isinstance(det, YoloxDetector) and Path(det.path) == DEFAULT_DETECTOR
-    assert len(det(_first_frame(require_data(VTEST)))) >= 2  # the pedestrians of vtest.avi's first frame, not one centre box
+    assert len(det(_first_frame(require_data(VTEST)))) >= 2  # vtest.avi's pedestrians, not one centre box
     det.close()
     assert create_detector("onnx", threads=1).path == create_detector(threads=1).path  # "onnx" alone: the same file
 

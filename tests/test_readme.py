@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from conftest import REPO
 
 
@@ -15,3 +17,20 @@ def test_ci_runs_the_readme_commands():
     assert any(line.startswith(install) for line in readme.splitlines()), install
     for pkg in ("libegl1", "libxkbcommon0", "fonts-dejavu-core"):
         assert pkg in readme
+
+
+def test_readme_is_a_short_front_door_whose_links_resolve():
+    readme = REPO / "README.md"
+    assert readme.stat().st_size <= 10_000
+    for page in [readme, *(REPO / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_readme_and_docs_point_at_no_team_notes():
+    for page in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        text = page.read_text()
+        for note in ("shared/DESIGN", "PCT-NOTES", "shared/STYLE", "shared/DEPS", "dev machines"):
+            assert note not in text, f"{page.name} mentions {note}"

@@ -337,7 +337,7 @@ def test_build_errors_carry_tensorrt_messages(use_trt, tmp_path):
             build_engine(_onnx(tmp_path), "fp16", tmp_path / "m.engine", **kwargs)
     with pytest.raises(ConfigError, match=r"\.engine"):
         build_engine(_onnx(tmp_path), "fp16", tmp_path / "m.trt")
-    assert default_engine_path("runs/x/model.onnx", "int8") == Path("engines/model.int8.engine")
+    assert default_engine_path("runs/x/model.onnx", "int8") == Path("runs/x/model.int8.engine")
 
 
 # -- manifest check (pure) --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_pct.data.topdown import PersonSet
-from edge_pct.errors import InputFileError
+from edge_pct.core.errors import InputFileError
 
 DEV_PERSONS = 400
 DEV_SEED = 0

@@ -240,8 +240,8 @@ def _sidecar(model: PoseClassifier, out: Path, checkpoint: str | Path, batch: in
     """The `<stem>.json` a runtime reads: graph files, input spec, normalisation, keypoints, M, V, provenance."""
     import onnx
 
-    from edge_pct.core.package import __version__
     from edge_pct.config import config_to_dict
+    from edge_pct.core.package import __version__
     from edge_pct.models.factory import ClassifierCheckpointConfig
 
     w, h = model.cfg.input_size

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_pct.core.errors import InputFileError
 from edge_pct.core.geometry import box_iou
+from edge_pct.core.report import Row, progress
 from edge_pct.stream.filters import mean_acceleration
 from edge_pct.stream.pipeline import STAGES, PersonPose, PosePipeline
 from edge_pct.stream.sources import FileSource
@@ -44,6 +46,8 @@ def run_bench(
     writer = None
     try:
         with FileSource(video) as source:
+            expected = source.frame_count if max_frames is None else min(source.frame_count, max_frames)
+            bar = progress(total=expected or None, desc="bench", unit="frame")
             start = time.perf_counter()
             while max_frames is None or frames < max_frames:
                 t0 = time.perf_counter()
@@ -55,6 +59,7 @@ def run_bench(
                 for k, v in result.stage_ms.items():
                     totals[k] += v
                 frames += 1
+                bar.update()
                 persons += len(result.persons)
                 detector_runs += result.detected
                 overlap_frames += _shows_overlap(result.persons, pipeline.tracker.duplicate_iou)
@@ -67,6 +72,7 @@ def run_bench(
                     writer.write(image)
                     totals["draw"] += (time.perf_counter() - t1) * 1e3
             seconds = time.perf_counter() - start
+            bar.close()
         if writer is not None:
             writer.release()
             writer = None
@@ -123,6 +129,28 @@ def run_peer(video: str | Path, task: str | Path, num_poses: int, max_frames: in
     }
 
 
+def summary_rows(res: dict) -> list[Row]:
+    """The bench result for people: throughput, where the time goes, identity and jitter; MediaPipe in a second
+    column when it ran (`--peer`)."""
+    peer = res.get("peer")
+    both = (lambda ours, theirs: [ours, theirs]) if peer else (lambda ours, theirs: ours)  # noqa: E731
+    rows: list[Row] = []
+    if peer:
+        rows.append(("", ["edge-pct", "MediaPipe"]))
+    model = Path(res.get("model", "")).name
+    rows += [("model", both(f"{model} {res['backend']} {res['precision']}".strip(), "PoseLandmarker full")),
+             ("detector", both(res["detector"], "BlazePose's")),
+             ("FPS", both(res["fps"], peer and peer["fps"])),
+             ("persons / frame", both(res["persons_per_frame"], peer and peer["persons_per_frame"])),
+             ("poses / s", both(res["poses_per_s"], peer and peer["poses_per_s"]))]
+    rows += [(f"ms / frame: {k}", v) for k, v in res["stage_ms"].items() if v]
+    rows += [("detector runs", res["detector_runs"]), ("track ids", res["tracks"]),
+             ("jitter (x1000 box h)", res["jitter_rel"] * 1e3)]
+    if res.get("saved"):
+        rows.append(("saved", res["saved"]))
+    return rows
+
+
 def _shows_overlap(persons: list[PersonPose], iou: float) -> bool:
     """Whether two of the shown persons' pose boxes (around their joints) overlap by at least `iou`."""
     if len(persons) < 2:
@@ -158,7 +186,5 @@ def _open_writer(path: Path, fps: float, shape: tuple[int, ...]):
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
     writer = cv2.VideoWriter(str(path), fourcc, fps, (shape[1], shape[0]))
     if not writer.isOpened():
-        from edge_pct.core.errors import InputFileError
-
         raise InputFileError(f"Cannot write video '{path}': use a .mp4 or .avi path in a writable folder")
     return writer

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_pct.core.package import DEFAULT_TOKENIZER
 from edge_pct.config import ModelConfig, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from edge_pct.core.errors import InputFileError
+from edge_pct.core.package import DEFAULT_TOKENIZER
 from edge_pct.data.topdown import CropDataset, PersonSet
 from edge_pct.data.transforms import PoseAugment
 from edge_pct.models.classifier import HEATMAP_STRIDE, PoseClassifier, cell_sq_distances, resize_token_projection

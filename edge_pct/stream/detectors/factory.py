@@ -2,9 +2,9 @@
 
 A detector maps a BGR frame to person boxes (D, 5) float32 [x1, y1, x2, y2, score] in image pixels, best first. Three
 kinds: `track` (no model: one centre-ROI box; the pipeline then drives boxes from the previous pose), `onnx` (a
-YOLOX-format person detector, `yolox.py`, ONNX Runtime or a TensorRT engine; the shipped YOLOX-Nano by default) and `mediapipe` (BlazePose's
-PoseLandmarker, `mediapipe.py`). The model-backed detectors are imported on use, so this module needs only numpy.
-The protocol and `nms` live in `base.py`.
+YOLOX-format person detector, `yolox.py`, ONNX Runtime or a TensorRT engine; the shipped YOLOX-Nano by default)
+and `mediapipe` (BlazePose's PoseLandmarker, `mediapipe.py`). The model-backed detectors are imported on use, so
+this module needs only numpy. The protocol and `nms` live in `base.py`.
 """
 
 from __future__ import annotations
