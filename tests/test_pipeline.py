@@ -171,9 +171,9 @@ def test_overlap_counts_two_skeletons_on_one_person_not_two_people_side_by_side(
         joints = np.stack([np.linspace(10, 30, 17) + dx, np.linspace(10, 90, 17)], axis=1).astype(np.float32)
         return PersonPose(track_id, np.zeros(4, np.float32), joints, np.full(17, 0.9, np.float32), 0.9)
 
-    assert not _shows_overlap([person(1, 0)], 0.6)
-    assert _shows_overlap([person(1, 0), person(2, 2)], 0.6)  # 2 px apart: one person drawn twice
-    assert not _shows_overlap([person(1, 0), person(2, 40)], 0.6)  # side by side
+    assert not _shows_overlap([person(1, 0)], 0.6, 0.3)
+    assert _shows_overlap([person(1, 0), person(2, 2)], 0.6, 0.3)  # 2 px apart: one person drawn twice
+    assert not _shows_overlap([person(1, 0), person(2, 40)], 0.6, 0.3)  # side by side
 
 
 @pytest.mark.parametrize("make", ["missing", "corrupt"])

@@ -109,7 +109,7 @@ def test_tracker_keeps_ids_when_detections_come_in_any_order():
 
 
 def test_tracker_drops_lost_and_duplicate_tracks_and_caps_new_ones():
-    tracker = Tracker(filter_args=None, max_tracks=2)
+    tracker = Tracker(filter_args=None, max_tracks=2, lost_score=0.2, lost_frames=1)
     tracker.assign(np.array([[0, 0, 50, 100], [2, 0, 52, 100], [300, 0, 350, 100]], np.float32))
     assert len(tracker.tracks) == 2  # capped at max_tracks, best (first) detections kept
     tracks = list(tracker.tracks)
@@ -203,3 +203,23 @@ def test_a_frame_without_detections_ends_the_unmatched_tracks():
     assert tracker.tracks == []
     tracker.assign(np.zeros((0, 5), np.float32))  # and with no track either
     assert tracker.tracks == []
+
+
+def test_joint_threshold_decides_which_joints_draw_the_next_box():
+    pose = np.stack([np.linspace(0, 160, 17), np.linspace(0, 200, 17)], 1).astype(np.float32)
+    conf = np.where(np.arange(17) < 9, 0.9, 0.4).astype(np.float32)  # the lower 8 joints half-seen
+    boxes = {}
+    for thr in (0.3, 0.5):
+        tracker = Tracker(filter_args=None, joint_threshold=thr)
+        tracker.assign(np.array([[0, 0, 160, 200]], np.float32))
+        tracker.update(list(tracker.tracks), pose[None], conf[None], 0.0)
+        boxes[thr] = tracker.tracks[0].box
+    assert boxes[0.5][3] < boxes[0.3][3]  # at 0.5 the half-seen lower joints no longer stretch the box down
+
+
+def test_tracker_defaults_are_the_stream_configs():
+    from edge_pct.config import StreamConfig
+
+    t, c = Tracker(), StreamConfig()
+    assert (t.lost_score, t.lost_frames, t.max_tracks, t.joint_threshold) == (c.lost_score, c.lost_frames,
+                                                                              c.max_persons, c.joint_threshold)

@@ -62,7 +62,8 @@ def run_bench(
                 bar.update()
                 persons += len(result.persons)
                 detector_runs += result.detected
-                overlap_frames += _shows_overlap(result.persons, pipeline.tracker.duplicate_iou)
+                overlap_frames += _shows_overlap(result.persons, pipeline.tracker.duplicate_iou,
+                                                 pipeline.cfg.joint_threshold)
                 for p in result.persons:
                     tracks[p.track_id][frame.index] = (p.joints, float(p.box[3] - p.box[1]))
                 if tmp is not None:
@@ -151,11 +152,11 @@ def summary_rows(res: dict) -> list[Row]:
     return rows
 
 
-def _shows_overlap(persons: list[PersonPose], iou: float) -> bool:
+def _shows_overlap(persons: list[PersonPose], iou: float, threshold: float) -> bool:
     """Whether two of the shown persons' pose boxes (around their joints) overlap by at least `iou`."""
     if len(persons) < 2:
         return False
-    boxes = np.stack([box_from_pose(p.joints, p.confidence) for p in persons])
+    boxes = np.stack([box_from_pose(p.joints, p.confidence, threshold) for p in persons])
     return bool(np.triu(box_iou(boxes, boxes) >= iou, k=1).any())
 
 

@@ -66,7 +66,7 @@ class PosePipeline:
         token_weight = c.token_weight if c.token_weight < 1.0 else None
         self.tracker = Tracker(
             lost_score=c.lost_score, lost_frames=c.lost_frames, max_tracks=c.max_persons, filter_args=filter_args,
-            token_weight=token_weight,
+            token_weight=token_weight, joint_threshold=c.joint_threshold,
         )
         self._since_detect = 0
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_pct.config import StreamConfig
 from edge_pct.core.errors import ConfigError
 from edge_pct.core.geometry import box_iou
 from edge_pct.stream.filters import OneEuroFilter, TokenSmoother
@@ -26,7 +27,8 @@ POSE_BOX_ENLARGE = 1.2
 MAX_SHRINK_PER_FRAME = 0.8
 
 
-def box_from_pose(joints: np.ndarray, confidence: np.ndarray, threshold: float = 0.3) -> np.ndarray:
+def box_from_pose(joints: np.ndarray, confidence: np.ndarray,
+                  threshold: float = StreamConfig.joint_threshold) -> np.ndarray:
     """Crop box (4,) x1 y1 x2 y2 px around a pose: joints (17, 2) px, confidence (17,).
 
     Uses the joints at or above `threshold` when at least three are, else all (decoded occluded joints are
@@ -73,17 +75,21 @@ class Tracker:
         max_tracks: new detections start tracks only up to this many live tracks (best-scored detections first).
         filter_args: OneEuroFilter keyword arguments; None = no joint filtering.
         token_weight: TokenSmoother weight; None = no token smoothing.
+        joint_threshold: confidence from which a joint counts as seen when the next box is drawn around a pose.
+
+    The defaults are `StreamConfig`'s; the pipeline passes its config's values.
     """
 
     def __init__(
         self,
         iou_match: float = 0.3,
-        lost_score: float = 0.2,
-        lost_frames: int = 1,
+        lost_score: float = StreamConfig.lost_score,
+        lost_frames: int = StreamConfig.lost_frames,
         duplicate_iou: float = 0.6,
-        max_tracks: int = 5,
+        max_tracks: int = StreamConfig.max_persons,
         filter_args: dict | None = None,
         token_weight: float | None = None,
+        joint_threshold: float = StreamConfig.joint_threshold,
     ) -> None:
         self.iou_match, self.lost_score, self.duplicate_iou = iou_match, lost_score, duplicate_iou
         if lost_frames < 1:
@@ -91,7 +97,7 @@ class Tracker:
                               f"{lost_frames}")
         self.lost_frames = lost_frames
         self.max_tracks = max_tracks
-        self.filter_args, self.token_weight = filter_args, token_weight
+        self.filter_args, self.token_weight, self.joint_threshold = filter_args, token_weight, joint_threshold
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
 
@@ -130,7 +136,7 @@ class Tracker:
         time `t_s` s, filter them, derive next boxes, and drop lost and duplicate tracks."""
         for track, pose, conf in zip(tracks, joints, confidence, strict=True):
             track.score = float(conf.mean())
-            box = _limit_shrink(box_from_pose(pose, conf), track.box)
+            box = _limit_shrink(box_from_pose(pose, conf, self.joint_threshold), track.box)
             height = float(box[3] - box[1])
             track.joints = track.joint_filter(pose, t_s, height) if track.joint_filter is not None else pose
             track.confidence, track.box, track.age = conf, box, track.age + 1
