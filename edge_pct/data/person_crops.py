@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.data.topdown import PersonSet
 from edge_pct.core.errors import InputFileError
+from edge_pct.data.topdown import PersonSet
 
 DEV_PERSONS = 400
 DEV_SEED = 0

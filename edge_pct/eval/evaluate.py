@@ -16,6 +16,7 @@ import numpy as np
 
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.geometry import apply_affine, invert_affine, warp_crops
+from edge_pct.core.report import progress
 from edge_pct.data.occlusion import inside_rect, paste_rect, sample_rect
 from edge_pct.data.topdown import PersonSet
 from edge_pct.data.transforms import PoseAugment, sample_crop_params
@@ -130,7 +131,7 @@ def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25,
     by_image: dict[str, list[int]] = {}
     for i, p in enumerate(persons.paths):
         by_image.setdefault(p, []).append(i)
-    for path, idx in by_image.items():
+    for path, idx in progress(by_image.items(), total=len(by_image), desc="eval", unit="image"):
         image = cv2.imread(path)
         if image is None:
             raise InputFileError(f"Cannot read image '{path}': check --images / the dataset folder")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from edge_pct.config import ModelConfig, RunConfig, TrainConfig, config_from_dict, config_to_dict
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.package import DEFAULT_TOKENIZER
+from edge_pct.core.report import progress
 from edge_pct.data.topdown import CropDataset, PersonSet
 from edge_pct.data.transforms import PoseAugment
 from edge_pct.models.classifier import HEATMAP_STRIDE, PoseClassifier, cell_sq_distances, resize_token_projection
@@ -198,6 +199,8 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
     t0, stats = time.time() - elapsed, {}
     model.train()
     log_file = open(out / "train_log.jsonl", "a") if rank == 0 else None
+    bar = progress(total=total, desc="train", unit="it")
+    bar.update(it)
     while it < total:
         epoch, start = divmod(it, per_epoch)
         dataset.epoch = epoch
@@ -217,6 +220,7 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
             scaler.step(opt)
             scaler.update()
             it += 1
+            bar.update()
             elapsed = time.time() - t0
             if log_file and (it % 50 == 0 or it == total):
                 stats = {"iteration": it, "epoch": it / per_epoch, "lr": opt.param_groups[0]["lr"],
@@ -235,6 +239,7 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
                 log_file.close()
             log.info("stopping at the %.0f-minute limit; rerun the same command to resume", t.max_minutes)
             return {"checkpoint": str(last), "finished": False, "iterations": it, **stats}
+    bar.close()
     checkpoint(total)
     final = out / "model.pt"
     if rank == 0:

@@ -20,6 +20,7 @@ import torch
 from edge_pct.config import RunConfig, TokenizerConfig, TokenizerTrainConfig, config_from_dict, config_to_dict
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.keypoints import OKS_SIGMAS
+from edge_pct.core.report import progress
 from edge_pct.data.coco import PoseSet, load_coco_json, load_poses
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
 from edge_pct.models.codebook import usage_stats
@@ -127,7 +128,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
     stats: dict = {}
     t0 = time.time() - elapsed
     with open(out / "train_log.jsonl", "a") as log_file:
-        for it in range(start_it, total):
+        for it in progress(range(start_it, total), desc="train-tokenizer", unit="it"):
             epoch, step = divmod(it, iters_per_epoch)
             order = np.random.default_rng([t.seed, epoch]).permutation(len(poses))
             idx = order[step * t.batch_size:(step + 1) * t.batch_size]
