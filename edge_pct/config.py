@@ -29,7 +29,9 @@ class TokenizerConfig:
     """The pose tokenizer (PCT stage 1): MLP-Mixer encoder -> M tokens -> codebook -> MLP-Mixer decoder.
 
     Coordinates are pixels in the crop frame `input_size` = (width, height), the image model's input.
-    The defaults are the paper's; `TOKENIZER_VARIANTS` holds the smaller variants trained on CPU.
+    The defaults are the paper's sizes with edge-pct's two training choices (dead-code restarts, `coord_scale` 64);
+    the TOML files are the variants: `configs/tokenizer_paper.toml` is the paper exactly, `configs/tokenizer_cpu.toml`
+    the shipped tokenizer.
     """
 
     num_joints: int = 17
@@ -213,20 +215,6 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
-
-
-TOKENIZER_VARIANTS: dict[str, TokenizerConfig] = {
-    "pct-paper": TokenizerConfig(),
-    # CPU-trainable: half width, 1024 codes, and a wider 2-layer decoder for precision.
-    "pct-cpu": TokenizerConfig(
-        codebook_size=1024, token_dim=256, enc_dim=256, enc_channel_hidden=256,
-        dec_dim=128, dec_channel_hidden=256, dec_layers=2,
-    ),  # fmt: skip
-    "pct-tiny": TokenizerConfig(
-        num_tokens=8, codebook_size=64, token_dim=32, enc_dim=32, enc_channel_hidden=32, enc_token_hidden=16,
-        enc_layers=2, dec_dim=16, dec_channel_hidden=16, dec_token_hidden=16,
-    ),  # fmt: skip
-}
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -21,11 +21,17 @@ def require_data(path: Path) -> Path:
     return path
 
 
+def tiny_tokenizer_config():
+    """A tokenizer small enough to train in a test: 8 tokens over 64 codes, 2 thin encoder layers."""
+    from edge_pct.config import TokenizerConfig
+
+    return TokenizerConfig(num_tokens=8, codebook_size=64, token_dim=32, enc_dim=32, enc_channel_hidden=32,
+                           enc_token_hidden=16, enc_layers=2, dec_dim=16, dec_channel_hidden=16, dec_token_hidden=16)
+
+
 @pytest.fixture
 def tiny_tokenizer_cfg():
-    from edge_pct.config import TOKENIZER_VARIANTS
-
-    return TOKENIZER_VARIANTS["pct-tiny"]
+    return tiny_tokenizer_config()
 
 
 def write_one_person_coco(folder: Path, image: np.ndarray) -> Path:

@@ -10,11 +10,11 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, require_data
 from test_export import tiny_checkpoint
 from test_pipeline import _frame, _write_video
 
 import edge_pct
+from conftest import REPO, SHARED_DATA, require_data
 from edge_pct.config import StreamConfig
 from edge_pct.core.errors import ConfigError, InputFileError
 from edge_pct.engines.runtime import TorchBackend

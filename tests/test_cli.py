@@ -42,11 +42,11 @@ def _run(argv, capsys):
 
 
 def _tiny_checkpoint(tmp_path, kind="tokenizer"):
-    from edge_pct.config import TOKENIZER_VARIANTS
+    from conftest import tiny_tokenizer_config
     from edge_pct.models.tokenizer import PoseTokenizer
     from edge_pct.train.checkpoint import save_checkpoint
 
-    cfg = TOKENIZER_VARIANTS["pct-tiny"]
+    cfg = tiny_tokenizer_config()
     return save_checkpoint(tmp_path / f"{kind}.pt", kind, cfg, PoseTokenizer(cfg))
 
 

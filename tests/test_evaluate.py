@@ -50,12 +50,12 @@ def test_crop_and_inverse_crop_round_trip_is_exact():
 def test_flip_test_is_mirror_symmetric():
     from test_classifier import TINY
 
-    from edge_pct.config import TOKENIZER_VARIANTS
+    from conftest import tiny_tokenizer_config
     from edge_pct.models.classifier import PoseClassifier
     from edge_pct.models.tokenizer import PoseTokenizer
 
     torch.manual_seed(0)
-    tok = PoseTokenizer(dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128)))
+    tok = PoseTokenizer(dataclasses.replace(tiny_tokenizer_config(), input_size=(96, 128)))
     est = torch_estimator(PoseClassifier(TINY, tok.eval()), flip=True)
     crops = np.random.default_rng(0).integers(0, 255, (2, 64, 48, 3), dtype=np.uint8)
     a = est.run(crops)
@@ -163,15 +163,15 @@ def test_occlusion_covers_the_asked_share_of_the_box_the_same_for_every_estimato
 def test_eval_command_on_a_synthetic_coco_set(tmp_path, capsys):
     from test_classifier import TINY
 
+    from conftest import tiny_tokenizer_config
     from edge_pct.cli import main
-    from edge_pct.config import TOKENIZER_VARIANTS
     from edge_pct.models.classifier import PoseClassifier
     from edge_pct.models.tokenizer import PoseTokenizer
     from edge_pct.train.checkpoint import save_checkpoint
     from edge_pct.train.classifier import _ckpt_config
 
     write_one_person_coco(tmp_path, np.full((100, 100, 3), 90, np.uint8))
-    tcfg = dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128))
+    tcfg = dataclasses.replace(tiny_tokenizer_config(), input_size=(96, 128))
     model = PoseClassifier(TINY, PoseTokenizer(tcfg).eval()).eval()
     ckpt = save_checkpoint(tmp_path / "m.pt", "classifier", _ckpt_config(model), model)
     assert main(["eval", "--model", str(ckpt), "--coco-ann", str(tmp_path / "ann.json"), "--images", str(tmp_path),

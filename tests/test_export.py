@@ -28,14 +28,14 @@ def tiny_checkpoint(path, assignment: str = "soft", refine: str = "heatmap"):
     heatmap-refined like the shipped model, so the shared export carries the heatmap head and the refinement."""
     from test_classifier import TINY
 
-    from edge_pct.config import TOKENIZER_VARIANTS
+    from conftest import tiny_tokenizer_config
     from edge_pct.models.classifier import PoseClassifier
     from edge_pct.models.tokenizer import PoseTokenizer
     from edge_pct.train.checkpoint import save_checkpoint
     from edge_pct.train.classifier import _ckpt_config
 
     torch.manual_seed(0)
-    tcfg = dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128))
+    tcfg = dataclasses.replace(tiny_tokenizer_config(), input_size=(96, 128))
     cfg = dataclasses.replace(TINY, assignment=assignment, refine=refine)
     model = PoseClassifier(cfg, PoseTokenizer(tcfg).eval()).eval()
     if model.aux_heatmap is not None:  # untrained heatmaps are flat: sharpen them, or the refinement changes nothing
@@ -187,13 +187,13 @@ def test_decoder_graph_reproduces_the_straight_through_joints():
     """The decoder applies the model's assignment: straight-through decodes the one-hot of the argmax."""
     from test_classifier import TINY
 
-    from edge_pct.config import TOKENIZER_VARIANTS
+    from conftest import tiny_tokenizer_config
     from edge_pct.export.onnx import DecoderGraph, PoseGraph
     from edge_pct.models.classifier import PoseClassifier
     from edge_pct.models.tokenizer import PoseTokenizer
 
     torch.manual_seed(0)
-    tcfg = dataclasses.replace(TOKENIZER_VARIANTS["pct-tiny"], input_size=(96, 128))
+    tcfg = dataclasses.replace(tiny_tokenizer_config(), input_size=(96, 128))
     model = PoseClassifier(dataclasses.replace(TINY, assignment="straight_through"), PoseTokenizer(tcfg)).eval()
     with torch.inference_mode():
         joints, _, probs = PoseGraph(model)(torch.rand(2, 3, 64, 48) * 255)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, require_data
 
+from conftest import SHARED_DATA, require_data
 from edge_pct.core.errors import InputFileError
 from edge_pct.data.person_crops import DEV_PERSONS, load_person_crops, person_crops_coco
 

@@ -12,9 +12,9 @@ import argparse
 import json
 import sys
 
-from edge_pct.data.person_crops import SPLITS, load_person_crops, person_crops_coco
 from edge_pct.core.errors import run_reporting_errors
 from edge_pct.core.files import write_text_atomic
+from edge_pct.data.person_crops import SPLITS, load_person_crops, person_crops_coco
 
 
 def main(argv: list[str] | None = None) -> int:
