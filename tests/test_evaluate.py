@@ -116,10 +116,10 @@ def test_predict_persons_returns_image_coordinates(tmp_path):
     image = np.full((100, 120, 3), 128, np.uint8)
     path = tmp_path / "a.jpg"
     cv2.imwrite(str(path), image)
-    from edge_pct.data.topdown import PersonSet
+    from edge_pct.data.persons import PersonSet
 
-    persons = PersonSet([str(path)], np.array([[20, 10, 40, 60]], np.float32), np.zeros((1, 17, 3), np.float32),
-                        np.array([1]), np.array([1.0]))
+    persons = PersonSet(np.zeros((1, 17, 3), np.float32), np.array([[20, 10, 40, 60]], np.float32),
+                        np.array([1]), np.array([1.0]), [str(path)])
     est = Estimator("centre", (48, 64), lambda c: {"joints": np.full((len(c), 17, 2), [24.0, 32.0], np.float32),
                                                     "scores": np.ones((len(c), 17), np.float32)})
     joints, scores, ms, occluded = predict_persons(est, persons)
@@ -134,7 +134,7 @@ def test_predict_persons_returns_image_coordinates(tmp_path):
 def test_occlusion_covers_the_asked_share_of_the_box_the_same_for_every_estimator(tmp_path):
     """The occluder lands inside the person box, covers 20-40% of it, marks the joints under it, and is the same
     pixels for two estimators (seeded per person)."""
-    from edge_pct.data.topdown import PersonSet
+    from edge_pct.data.persons import PersonSet
 
     image = np.full((200, 200, 3), 128, np.uint8)
     path = tmp_path / "a.png"
@@ -142,7 +142,7 @@ def test_occlusion_covers_the_asked_share_of_the_box_the_same_for_every_estimato
     ys, xs = np.meshgrid(np.linspace(45, 150, 5), np.linspace(55, 140, 4), indexing="ij")
     kpts = np.zeros((1, 17, 3), np.float32)
     kpts[0, :, 0], kpts[0, :, 1], kpts[0, :, 2] = xs.ravel()[:17], ys.ravel()[:17], 2
-    persons = PersonSet([str(path)], np.array([[50, 40, 100, 120]], np.float32), kpts, np.array([1]), np.array([1.0]))
+    persons = PersonSet(kpts, np.array([[50, 40, 100, 120]], np.float32), np.array([1]), np.array([1.0]), [str(path)])
     seen = []
 
     def run(crops):

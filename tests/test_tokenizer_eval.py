@@ -11,7 +11,8 @@ import pytest
 from conftest import COCO_VAL, require_data
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.keypoints import OKS_SIGMAS
-from edge_pct.data.coco import PoseSet, load_coco_json
+from edge_pct.data.coco import load_coco_json
+from edge_pct.data.persons import PersonSet
 from edge_pct.eval.coco import keypoint_results, oks_ap
 from edge_pct.eval.knn_baseline import KnnPoseCompleter
 from edge_pct.eval.tokenizer import hide_joints, score_completer, tokenizer_completer
@@ -60,7 +61,7 @@ def test_knn_fills_hidden_joints_from_the_nearest_pose():
     rng = np.random.default_rng(0)
     kp = np.concatenate([rng.uniform(0, 100, (5, 17, 2)), np.full((5, 17, 1), 2.0)], -1).astype(np.float32)
     boxes = np.tile(np.array([[0, 0, 100, 100]], np.float32), (5, 1))
-    train = PoseSet(kp, boxes, np.arange(5), np.arange(5), np.ones(5))
+    train = PersonSet(kp, boxes, np.arange(5), np.ones(5), ann_ids=np.arange(5))
     knn = KnnPoseCompleter(train, (192, 256))
     query = knn.joints[[2]] + 1.5  # pose 2, shifted
     vis = np.ones((1, 17), bool)

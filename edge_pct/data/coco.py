@@ -1,36 +1,19 @@
 """COCO person keypoints: the compact train poses `.npz` and COCO-format annotation `.json` files.
 
-Both load into a `PoseSet` (image pixels + COCO visibility). Persons without a labeled joint are dropped.
+Both load into a `PersonSet` without image paths (image pixels + COCO visibility). Persons without a labeled joint
+are dropped.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge_pct.core.errors import InputFileError
-
-
-@dataclass
-class PoseSet:
-    """N persons: keypoints (N, 17, 3) image px + visibility v in {0, 1, 2}; boxes (N, 4) xywh px;
-    image_ids (N,), ann_ids (N,) (-1 when unknown), areas (N,) (segment area, for OKS)."""
-
-    keypoints: np.ndarray
-    boxes: np.ndarray
-    image_ids: np.ndarray
-    ann_ids: np.ndarray
-    areas: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.keypoints)
-
-    def subset(self, idx: np.ndarray) -> PoseSet:
-        return PoseSet(self.keypoints[idx], self.boxes[idx], self.image_ids[idx], self.ann_ids[idx], self.areas[idx])
+from edge_pct.data.persons import PersonSet
 
 
 def _check_shapes(kpts: np.ndarray, boxes: np.ndarray, path: Path) -> None:
@@ -39,7 +22,7 @@ def _check_shapes(kpts: np.ndarray, boxes: np.ndarray, path: Path) -> None:
                              "expected (N, 17, 3) and (N, 4) COCO-17 persons")
 
 
-def load_coco_json(path: str | Path) -> PoseSet:
+def load_coco_json(path: str | Path) -> PersonSet:
     """Read the person annotations of a COCO keypoints json (non-crowd, at least one labeled joint)."""
     p = Path(path)
     if not p.is_file():
@@ -56,10 +39,10 @@ def load_coco_json(path: str | Path) -> PoseSet:
         raise InputFileError(f"'{p}' is not a COCO keypoints json ({type(e).__name__}: {e})") from e
     _check_shapes(kpts, boxes, p)
     keep = (kpts[:, :, 2] > 0).any(1)
-    return PoseSet(kpts, boxes, image_ids, ann_ids, areas).subset(np.nonzero(keep)[0])
+    return PersonSet(kpts, boxes, image_ids, areas, ann_ids=ann_ids).subset(np.nonzero(keep)[0])
 
 
-def load_pose_npz(path: str | Path) -> PoseSet:
+def load_pose_npz(path: str | Path) -> PersonSet:
     """Read the compact poses file (`keypoints (N,17,3)`, `bbox_xywh (N,4)`, `image_id (N,)`)."""
     p = Path(path)
     if not p.is_file():
@@ -73,10 +56,9 @@ def load_pose_npz(path: str | Path) -> PoseSet:
         raise InputFileError(f"'{p}' is not a readable poses .npz with keypoints and bbox_xywh ({e})") from e
     _check_shapes(kpts, boxes, p)
     keep = (kpts[:, :, 2] > 0).any(1)
-    n = len(kpts)
-    return PoseSet(kpts, boxes, image_ids, np.full(n, -1), boxes[:, 2] * boxes[:, 3]).subset(np.nonzero(keep)[0])
+    return PersonSet(kpts, boxes, image_ids, boxes[:, 2] * boxes[:, 3]).subset(np.nonzero(keep)[0])
 
 
-def load_poses(path: str | Path) -> PoseSet:
+def load_poses(path: str | Path) -> PersonSet:
     """Poses from a `.npz` or a COCO `.json`, chosen by suffix."""
     return load_coco_json(path) if str(path).endswith(".json") else load_pose_npz(path)

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.keypoints import LSP14_TO_COCO17
-from edge_pct.data.topdown import PersonSet
+from edge_pct.data.persons import PersonSet
 
 HELDOUT_FIRST = 9001  # im09001-im10000: the PCK evaluation slice
 
@@ -52,7 +52,7 @@ def load_lsp(root: str | Path, split: str = "train", face_pseudo: bool = False,
     hi = np.where(lab[..., None], joints[:, :, :2], -np.inf).max(1)
     boxes = np.concatenate([lo, hi - lo], axis=1).astype(np.float32)
     paths = [str(root / "images" / files[i]) for i in keep]
-    return PersonSet(paths, boxes, kpts, numbers[keep], boxes[:, 2] * boxes[:, 3] * 0.535)
+    return PersonSet(kpts, boxes, numbers[keep], boxes[:, 2] * boxes[:, 3] * 0.535, paths)
 
 
 def _add_face_pseudo(root: Path, files: list[str], kpts: np.ndarray, min_score: float) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_pct.core.errors import InputFileError
-from edge_pct.data.topdown import PersonSet
+from edge_pct.data.persons import PersonSet
 
 DEV_PERSONS = 400
 DEV_SEED = 0
@@ -55,7 +55,7 @@ def load_person_crops(root: str | Path, split: str = "train") -> PersonSet:
     idx = np.nonzero(keep)[0]
     scale_sq = np.abs(np.linalg.det(affine[:, :, :2]))  # crop px^2 per source px^2
     paths = [str(root / "crops" / str(files[i])) for i in idx]
-    return PersonSet(paths, boxes[idx], kpts[idx], image_ids[idx], (areas * scale_sq)[idx])
+    return PersonSet(kpts[idx], boxes[idx], image_ids[idx], (areas * scale_sq)[idx], paths)
 
 
 def person_crops_coco(persons: PersonSet) -> dict:

@@ -9,7 +9,6 @@ occluders.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +17,8 @@ import torch
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.geometry import to_model_input, warp_crops
 from edge_pct.data.occlusion import inside_rect, paste_rect, sample_rect
+from edge_pct.data.persons import PersonSet
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
-
-
-@dataclass
-class PersonSet:
-    """N persons: image paths (N,), boxes (N, 4) xywh px, keypoints (N, 17, 3) px + v (0 unlabeled, 1 occluded,
-    2 visible), image_ids (N,), areas (N,) (for OKS)."""
-
-    paths: list[str]
-    boxes: np.ndarray
-    keypoints: np.ndarray
-    image_ids: np.ndarray
-    areas: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def subset(self, idx: np.ndarray) -> PersonSet:
-        return PersonSet([self.paths[i] for i in idx], self.boxes[idx], self.keypoints[idx], self.image_ids[idx],
-                         self.areas[idx])
-
-    @staticmethod
-    def concat(sets: list[PersonSet]) -> PersonSet:
-        return PersonSet([p for s in sets for p in s.paths], np.concatenate([s.boxes for s in sets]),
-                         np.concatenate([s.keypoints for s in sets]), np.concatenate([s.image_ids for s in sets]),
-                         np.concatenate([s.areas for s in sets]))
 
 
 def load_coco_persons(ann_path: str | Path, images_dir: str | Path) -> PersonSet:
@@ -56,7 +31,7 @@ def load_coco_persons(ann_path: str | Path, images_dir: str | Path) -> PersonSet
     poses = load_coco_json(ann_path)
     files = {im["id"]: im["file_name"] for im in json.loads(ann_path.read_text())["images"]}
     paths = [str(images_dir / files[i]) for i in poses.image_ids]
-    return PersonSet(paths, poses.boxes, poses.keypoints, poses.image_ids, poses.areas)
+    return PersonSet(poses.keypoints, poses.boxes, poses.image_ids, poses.areas, paths, poses.ann_ids)
 
 
 def _color_jitter(rng: np.random.Generator, crop: np.ndarray, prob: float) -> np.ndarray:

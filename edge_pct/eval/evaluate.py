@@ -18,7 +18,7 @@ from edge_pct.core.errors import InputFileError
 from edge_pct.core.geometry import apply_affine, invert_affine, warp_crops
 from edge_pct.core.report import progress
 from edge_pct.data.occlusion import inside_rect, paste_rect, sample_rect
-from edge_pct.data.topdown import PersonSet
+from edge_pct.data.persons import PersonSet
 from edge_pct.data.transforms import PoseAugment, sample_crop_params
 
 # LSP PCK normalisation: torso = distance between the left shoulder and the right hip (COCO indices).

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_pct.data.coco import PoseSet
+from edge_pct.data.persons import PersonSet
 
 
 class KnnPoseCompleter:
     """Nearest-neighbour completer over training poses (crop frame, pixels of `input_size`)."""
 
-    def __init__(self, train: PoseSet, input_size: tuple[int, int], chunk: int = 256) -> None:
+    def __init__(self, train: PersonSet, input_size: tuple[int, int], chunk: int = 256) -> None:
         from edge_pct.eval.tokenizer import crop_poses
 
         crop, _ = crop_poses(train, input_size)

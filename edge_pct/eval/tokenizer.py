@@ -16,7 +16,8 @@ import torch
 
 from edge_pct.core.geometry import apply_affine, invert_affine
 from edge_pct.core.keypoints import FLIP_INDEX
-from edge_pct.data.coco import PoseSet, load_coco_json
+from edge_pct.data.coco import load_coco_json
+from edge_pct.data.persons import PersonSet
 from edge_pct.data.transforms import PoseAugment, crop_joints, flip_joints, sample_crop_params
 from edge_pct.eval.coco import keypoint_results, oks_ap
 from edge_pct.models.codebook import usage_stats
@@ -40,7 +41,7 @@ def hide_joints(labeled: np.ndarray, ratio: float, seed: int = 0) -> np.ndarray:
     return visible
 
 
-def crop_poses(poses: PoseSet, input_size: tuple[int, int], padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+def crop_poses(poses: PersonSet, input_size: tuple[int, int], padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
     """GT-box crops: joints (N, 17, 3) crop px + visibility, and image->crop affines (N, 2, 3)."""
     params = sample_crop_params(poses.boxes, poses.keypoints, PoseAugment(), input_size[0] / input_size[1], padding,
                                 np.random.default_rng(0))
@@ -48,7 +49,7 @@ def crop_poses(poses: PoseSet, input_size: tuple[int, int], padding: float = 1.2
 
 
 def score_completer(completer: Completer, ann_path: str | Path, input_size: tuple[int, int], mask_ratio: float,
-                    seed: int = 0, poses: PoseSet | None = None) -> dict:
+                    seed: int = 0, poses: PersonSet | None = None) -> dict:
     """OKS-AP of `completer` on every labeled person of `ann_path` with `mask_ratio` of joints hidden."""
     poses = poses if poses is not None else load_coco_json(ann_path)
     crop, mats = crop_poses(poses, input_size)
@@ -93,7 +94,7 @@ def tokenizer_completer(model: torch.nn.Module, batch: int = 4096,
 
 
 def evaluate_tokenizer_model(model: torch.nn.Module, ann_path: str | Path, mask_ratio: float = 0.0,
-                             seed: int = 0, poses: PoseSet | None = None, flip: bool = False) -> dict:
+                             seed: int = 0, poses: PersonSet | None = None, flip: bool = False) -> dict:
     """Reconstruction AP + codebook usage of a tokenizer (model is put in eval mode)."""
     model.eval()
     complete, seen = tokenizer_completer(model, flip=flip)

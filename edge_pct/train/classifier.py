@@ -22,7 +22,8 @@ from edge_pct.config import ModelConfig, RunConfig, TrainConfig, config_from_dic
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.package import DEFAULT_TOKENIZER
 from edge_pct.core.report import progress
-from edge_pct.data.topdown import CropDataset, PersonSet
+from edge_pct.data.persons import PersonSet
+from edge_pct.data.topdown import CropDataset
 from edge_pct.data.transforms import PoseAugment
 from edge_pct.models.classifier import HEATMAP_STRIDE, PoseClassifier, cell_sq_distances, resize_token_projection
 from edge_pct.models.factory import build_classifier, init_backbone

@@ -21,7 +21,8 @@ from edge_pct.config import RunConfig, TokenizerConfig, TokenizerTrainConfig, co
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.keypoints import OKS_SIGMAS
 from edge_pct.core.report import progress
-from edge_pct.data.coco import PoseSet, load_coco_json, load_poses
+from edge_pct.data.coco import load_coco_json, load_poses
+from edge_pct.data.persons import PersonSet
 from edge_pct.data.transforms import PoseAugment, crop_joints, sample_crop_params
 from edge_pct.models.codebook import usage_stats
 from edge_pct.models.tokenizer import PoseTokenizer
@@ -37,7 +38,7 @@ def augment_from_config(t: TokenizerTrainConfig) -> PoseAugment:
                        t.half_body_prob)
 
 
-def make_batch(poses: PoseSet, idx: np.ndarray, cfg: RunConfig, rng: np.random.Generator,
+def make_batch(poses: PersonSet, idx: np.ndarray, cfg: RunConfig, rng: np.random.Generator,
                augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop-frame joints (B, 17, 2) float32 and labeled mask (B, 17) bool for persons `idx`."""
     t, size = cfg.tokenizer_train, cfg.tokenizer.input_size
@@ -166,7 +167,7 @@ def train_tokenizer(poses_path: str | Path, out_dir: str | Path, cfg: RunConfig,
             "perplexity": stats.get("perplexity"), "codes_used": stats.get("codes_used")}
 
 
-def _log_val(model: PoseTokenizer, val_ann: str | Path, val_poses: PoseSet, it: int, log_file) -> None:
+def _log_val(model: PoseTokenizer, val_ann: str | Path, val_poses: PersonSet, it: int, log_file) -> None:
     from edge_pct.eval.tokenizer import evaluate_tokenizer_model
 
     res = evaluate_tokenizer_model(model, val_ann, mask_ratio=0.0, poses=val_poses)
