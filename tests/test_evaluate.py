@@ -60,9 +60,9 @@ def test_flip_test_is_mirror_symmetric():
     crops = np.random.default_rng(0).integers(0, 255, (2, 64, 48, 3), dtype=np.uint8)
     a = est.run(crops)
     b = est.run(crops[:, :, ::-1].copy())
-    mirrored = flip_joints(np.concatenate([a["joints"], a["scores"][..., None]], -1), 48)
+    mirrored = flip_joints(np.concatenate([a["joints"], a["confidence"][..., None]], -1), 48)
     np.testing.assert_allclose(b["joints"], mirrored[..., :2], atol=1e-3)
-    np.testing.assert_allclose(b["scores"], mirrored[..., 2], atol=1e-5)
+    np.testing.assert_allclose(b["confidence"], mirrored[..., 2], atol=1e-5)
 
 
 def test_fuse_flip_averages_agreeing_joints_and_keeps_the_surer_of_two_that_disagree():
@@ -121,12 +121,12 @@ def test_predict_persons_returns_image_coordinates(tmp_path):
     persons = PersonSet(np.zeros((1, 17, 3), np.float32), np.array([[20, 10, 40, 60]], np.float32),
                         np.array([1]), np.array([1.0]), [str(path)])
     est = Estimator("centre", (48, 64), lambda c: {"joints": np.full((len(c), 17, 2), [24.0, 32.0], np.float32),
-                                                    "scores": np.ones((len(c), 17), np.float32)})
+                                                    "confidence": np.ones((len(c), 17), np.float32)})
     joints, scores, ms, occluded = predict_persons(est, persons)
     np.testing.assert_allclose(joints[0], np.tile([40.0, 40.0], (17, 1)), atol=1e-3)
     assert ms >= 0 and scores.shape == (1, 17) and not occluded.any()
     nan = Estimator("diverged", (48, 64), lambda c: {"joints": np.full((len(c), 17, 2), np.nan, np.float32),
-                                                     "scores": np.ones((len(c), 17), np.float32)})
+                                                     "confidence": np.ones((len(c), 17), np.float32)})
     with pytest.raises(InputFileError, match="'diverged' returned NaN/inf joints"):
         predict_persons(nan, persons)
 
@@ -147,7 +147,8 @@ def test_occlusion_covers_the_asked_share_of_the_box_the_same_for_every_estimato
 
     def run(crops):
         seen.append(crops.copy())
-        return {"joints": np.zeros((len(crops), 17, 2), np.float32), "scores": np.ones((len(crops), 17), np.float32)}
+        n = len(crops)
+        return {"joints": np.zeros((n, 17, 2), np.float32), "confidence": np.ones((n, 17), np.float32)}
 
     est = Estimator("probe", (96, 128), run)
     *_, occluded = predict_persons(est, persons, occlusion=(0.2, 0.4))

@@ -95,9 +95,9 @@ def test_estimate_crops_is_accurate_on_real_lsp_images(pose):
     crops, gt, labeled = _lsp_crops(3)
     out = pose.estimate_crops(crops)
     assert out["joints"].shape == (3, 17, 2) and out["joints"].dtype == np.float32
-    assert out["scores"].shape == (3, 17) and out["scores"].dtype == np.float32
+    assert out["confidence"].shape == (3, 17) and out["confidence"].dtype == np.float32
     assert out["found"].shape == (3,) and out["found"].dtype == bool
-    assert np.all((out["scores"] >= 0) & (out["scores"] <= 1))
+    assert np.all((out["confidence"] >= 0) & (out["confidence"] <= 1))
     errors = np.linalg.norm(out["joints"] - gt, axis=-1)
     median = np.array([np.median(e[lab]) for e, lab in zip(errors, labeled, strict=True)])
     good = out["found"] & (median < 0.15 * CROP_H)
@@ -107,7 +107,7 @@ def test_estimate_crops_is_accurate_on_real_lsp_images(pose):
 def test_blank_crop_finds_no_pose(pose):
     out = pose.estimate_crops(np.full((1, CROP_H, CROP_W, 3), 128, np.uint8))
     assert not out["found"][0]
-    assert np.all(out["scores"] == 0)
+    assert np.all(out["confidence"] == 0)
     np.testing.assert_allclose(out["joints"][0], np.tile([CROP_W / 2, CROP_H / 2], (17, 1)))
 
 

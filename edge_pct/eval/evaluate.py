@@ -1,8 +1,8 @@
 """Top-down evaluation of any pose estimator on ground-truth boxes: COCO OKS-AP and LSP PCK@0.2.
 
-An estimator maps person crops (N, H, W, 3) uint8 BGR to {"joints": (N, 17, 2) crop px, "scores": (N, 17)}
-and declares its `input_size`; the PCT model (any edge_pct.engines backend: torch, ONNX Runtime) and the MediaPipe
-peer are scored on the same crop regions (each at its own input resolution) by the same code.
+An estimator maps person crops (N, H, W, 3) uint8 BGR to {"joints": (N, 17, 2) crop px, "confidence": (N, 17) per
+joint in [0, 1]} and declares its `input_size`; the PCT model (any edge_pct.engines backend: torch, ONNX Runtime)
+and the MediaPipe peer are scored on the same crop regions (each at its own input resolution) by the same code.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ FLIP_AGREE = 1 / 16
 
 @dataclass
 class Estimator:
-    """A named pose estimator on crops; `run(crops) -> {"joints", "scores"}`."""
+    """A named pose estimator on crops; `run(crops) -> {"joints", "confidence"}`."""
 
     name: str
     input_size: tuple[int, int]
@@ -56,7 +56,7 @@ def onnx_estimator(path: str | Path, flip: bool = False) -> Estimator:
 
 
 def _backend_estimator(backend, flip: bool, batch: int = 32, flip_agree: float = FLIP_AGREE) -> Estimator:
-    """Any PoseBackend on BGR uint8 crops (N, H, W, 3) -> {"joints" (N, 17, 2) crop px, "scores" (N, 17)}."""
+    """Any PoseBackend on BGR uint8 crops (N, H, W, 3) -> {"joints" (N, 17, 2) crop px, "confidence" (N, 17)}."""
     from edge_pct.core.geometry import to_model_input
     from edge_pct.data.transforms import flip_joints
 
@@ -74,7 +74,7 @@ def _backend_estimator(backend, flip: bool, batch: int = 32, flip_agree: float =
                 j, c = fuse_flip(j, c, jc[..., :2], jc[..., 2], flip_agree * h)
             joints.append(j)
             scores.append(c)
-        return {"joints": np.concatenate(joints), "scores": np.concatenate(scores)}
+        return {"joints": np.concatenate(joints), "confidence": np.concatenate(scores)}
 
     return Estimator("pct", backend.input_size, run, backend=backend.name, precision=backend.precision)
 
@@ -101,7 +101,7 @@ def mediapipe_estimator(task_path: str | Path, input_size: tuple[int, int] = (19
 
     def run(crops: np.ndarray) -> dict[str, np.ndarray]:
         res = peer.estimate_crops(crops)
-        return {"joints": res["joints"], "scores": res["scores"]}
+        return {"joints": res["joints"], "confidence": res["confidence"]}
 
     # Closed by the caller: left to interpreter teardown, mediapipe's own __del__ finds its dispatcher gone and
     # prints a traceback at exit.
@@ -143,13 +143,13 @@ def predict_persons(est: Estimator, persons: PersonSet, padding: float = 1.25,
         t0 = time.perf_counter()
         res = est.run(crops)
         infer_s += time.perf_counter() - t0
-        broken = ~(np.isfinite(res["joints"]).all((1, 2)) & np.isfinite(res["scores"]).all(1))
+        broken = ~(np.isfinite(res["joints"]).all((1, 2)) & np.isfinite(res["confidence"]).all(1))
         if broken.any():  # NaN would count as a miss in PCK and as a perfect match in pycocotools
             raise InputFileError(f"Model '{est.name}' returned NaN/inf joints or scores for {int(broken.sum())} of "
                                  f"{len(crops)} crops of '{path}': its weights are broken (a diverged training run, "
                                  "a bad weight average); re-train or re-export it")
         joints[idx] = apply_affine(res["joints"], invert_affine(mats[idx]))
-        scores[idx] = res["scores"]
+        scores[idx] = res["confidence"]
     return joints, scores, infer_s * 1e3 / max(1, len(persons)), occluded
 
 

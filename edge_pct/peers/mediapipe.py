@@ -79,7 +79,7 @@ class MediaPipePose:
 
         Returns:
             joints: (N, 17, 2) float32, crop-pixel xy (0..W, 0..H); the crop centre where no pose was found.
-            scores: (N, 17) float32 in [0, 1], per-joint confidence; 0 where no pose was found.
+            confidence: (N, 17) float32 in [0, 1], per joint; 0 where no pose was found.
             found: (N,) bool, whether a pose was detected in the crop.
         """
         if self.mode != "image":
@@ -99,7 +99,7 @@ class MediaPipePose:
             xy, score = min(poses, key=lambda p: _distance_to_centre(p[0], w, h))
             joints[i], scores[i] = _to_coco(xy, score)
             found[i] = True
-        return {"joints": joints, "scores": scores, "found": found}
+        return {"joints": joints, "confidence": scores, "found": found}
 
     def estimate_frame(self, frame_bgr: np.ndarray, timestamp_ms: int | None = None) -> list[dict[str, np.ndarray]]:
         """Detect every person (up to `num_poses`) in a whole frame.
@@ -110,7 +110,7 @@ class MediaPipePose:
                 milliseconds since construction (bumped by 1 if that does not increase). Ignored in "image" mode.
 
         Returns:
-            One dict per person: joints (17, 2) float32 image-pixel xy, scores (17,) float32 in [0, 1],
+            One dict per person: joints (17, 2) float32 image-pixel xy, confidence (17,) float32 in [0, 1],
             box_xywh (4,) float32, the min/max box of all 33 landmarks clipped to the frame, and the BlazePose
             landmarks themselves: landmarks (33, 2) float32 image-pixel xy, landmark_scores (33,) float32 in [0, 1].
         """
@@ -119,7 +119,7 @@ class MediaPipePose:
         people = []
         for xy, score in self._detect(frame_bgr, timestamp_ms):
             joints, scores = _to_coco(xy, score)
-            people.append({"joints": joints, "scores": scores, "box_xywh": _clipped_box(xy, w, h), "landmarks": xy,
+            people.append({"joints": joints, "confidence": scores, "box_xywh": _clipped_box(xy, w, h), "landmarks": xy,
                            "landmark_scores": score})
         return people
 
