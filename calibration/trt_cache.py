@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_pct.core.errors import InputFileError
+from edge_pct.core.files import write_text_atomic
 
 DEFAULT_TRT_VERSION = 8601  # TensorRT 8.6.1: JetPack 5.1.x / 6 and the last 8.x
 DEFAULT_ALGORITHM = "EntropyCalibration2"
@@ -82,13 +83,7 @@ def write_cache(path: str | Path, ranges: Mapping[str, tuple[float, float]], ver
                 algorithm: str = DEFAULT_ALGORITHM) -> Path:
     """Write `format_cache(ranges, ...)` to `path` (under a temporary name first, then renamed); returns path."""
     path = Path(path)
-    text = format_cache(ranges, version, algorithm)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, format_cache(ranges, version, algorithm))
     return path
 
 

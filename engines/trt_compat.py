@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge_pct.core.errors import ConfigError, EdgePctError, InputFileError, MissingDependencyError
+from edge_pct.core.files import write_atomic
 from edge_pct.core.optional import require
 
 log = logging.getLogger(__name__)
@@ -236,11 +237,7 @@ def load_timing_cache(config: Any, path: Path) -> Any:
 
 def save_timing_cache(config: Any, path: Path) -> None:
     """Serialize the config's (now updated) timing cache to `path`, atomically."""
-    data = bytes(config.get_timing_cache().serialize())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomic([(path, bytes(config.get_timing_cache().serialize()))])
 
 
 def serialize_engine(builder: Any, network: Any, config: Any) -> bytes:

@@ -4,20 +4,45 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edge_pct.core.errors import InputFileError
 
 
-def write_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
-    """Write every file under a temporary name first, then rename them all; temp files never outlive a failure."""
-    tmps = [Path(p).with_name(Path(p).name + ".tmp") for p, _ in files]
+def temp_path_beside(path: Path) -> Path:
+    """A new, unique, empty file `.<name>.<random>.tmp` in `path`'s folder (created with it): two writers of one
+    artifact never share a temporary name, and the final rename stays on one file system."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """`with atomic_output(p) as tmp: save(tmp)`: the block writes a unique temporary file beside `p`, which
+    replaces `p` when the block succeeds and is removed when it fails."""
+    tmp = temp_path_beside(Path(path))
     try:
-        for (p, data), tmp in zip(files, tmps, strict=True):
-            Path(p).parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write every file under a unique temporary name first, then rename them all; temp files never outlive a
+    failure."""
+    tmps: list[Path] = []
+    try:
+        for p, data in files:
+            tmps.append(temp_path_beside(Path(p)))
+            tmps[-1].write_bytes(data)
         for (p, _), tmp in zip(files, tmps, strict=True):
             tmp.replace(p)
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from edge_pct.config import config_to_dict
-from edge_pct.core.files import file_sha256
+from edge_pct.core.files import atomic_output, file_sha256, write_text_atomic
 
 
 def save_checkpoint(path: str | Path, kind: str, config: Any, model: torch.nn.Module, meta: dict | None = None,
@@ -23,10 +23,8 @@ def save_checkpoint(path: str | Path, kind: str, config: Any, model: torch.nn.Mo
     if train_state is not None:
         blob["train_state"] = train_state
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(p)
+    with atomic_output(p) as tmp:
+        torch.save(blob, tmp)
     return p
 
 
@@ -43,10 +41,9 @@ def ship_weights(src: str | Path, dst: str | Path, provenance: dict[str, Any]) -
     shipped = {"kind": blob["kind"], "config": blob["config"], "state_dict": state,
                "meta": {**blob.get("meta", {}), **provenance}}
     p = Path(dst)
-    tmp = p.with_name(p.name + ".tmp")
-    torch.save(shipped, tmp)
-    tmp.replace(p)
+    with atomic_output(p) as tmp:
+        torch.save(shipped, tmp)
     sidecar = {"artifact": p.name, "kind": blob["kind"], "parent_sha256": file_sha256(src), **provenance,
                "config": blob["config"]}
-    p.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_text_atomic(p.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
     return p
