@@ -135,6 +135,9 @@ class TrainConfig:
     # (e.g. ../shared/data/models/yolox_nano.onnx); "" = from scratch. Read once, at the start of a new run.
     backbone_init: str = ""
     lsp_root: str = "../shared/data/lspet"  # LSP-extended (joints.npz + images/); "" = not used
+    # Last LSP-extended training image number (im00001 .. this); the shipped recipes used 6000, before im06001-im09000
+    # arrived. Never above 9000: im09001-im10000 are the held-out PCK slice.
+    lsp_last: int = 9000
     face_pseudo: bool = True  # add lspet/face_pseudo.npz face joints (accepted rows only)
     coco_ann: str = ""  # optional extra COCO-format training set (json) ...
     coco_images: str = ""  # ... and its image folder

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pct.core.errors import InputFileError
+from edge_pct.core.errors import ConfigError, InputFileError
 from edge_pct.core.keypoints import LSP14_TO_COCO17
 from edge_pct.data.persons import PersonSet
 
@@ -25,8 +25,9 @@ def _file_number(name: str) -> int:
 
 
 def load_lsp(root: str | Path, split: str = "train", face_pseudo: bool = False,
-             face_min_score: float = 0.5) -> PersonSet:
-    """Persons of LSP-extended `split` ("train": images before im09001; "heldout": im09001-im10000).
+             face_min_score: float = 0.5, last: int = HELDOUT_FIRST - 1) -> PersonSet:
+    """Persons of LSP-extended `split` ("train": images im00001 .. im<last>, never past im09000; "heldout":
+    im09001-im10000).
 
     Boxes span all 14 labeled LSP joints (head top and neck included). Visible LSP joints get v=2, the rest v=0.
     """
@@ -37,7 +38,10 @@ def load_lsp(root: str | Path, split: str = "train", face_pseudo: bool = False,
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise InputFileError(f"'{root / 'joints.npz'}' is missing or not LSP-extended joints ({e})") from e
     numbers = np.array([_file_number(f) for f in files])
-    in_split = numbers >= HELDOUT_FIRST if split == "heldout" else numbers < HELDOUT_FIRST
+    if not 1 <= last < HELDOUT_FIRST:
+        raise ConfigError(f"train.lsp_last={last} is out of range: use 1-{HELDOUT_FIRST - 1} (im{HELDOUT_FIRST:05d} "
+                          "on are the held-out slice)")
+    in_split = numbers >= HELDOUT_FIRST if split == "heldout" else numbers <= last
     present = np.array([(root / "images" / f).is_file() for f in files])
     keep = np.nonzero(in_split & present & ((joints[:, :, 2] > 0).sum(1) >= 2))[0]
     joints = joints[keep]

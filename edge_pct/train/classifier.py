@@ -42,7 +42,7 @@ def training_persons(t: TrainConfig) -> PersonSet:
 
     sets = []
     if t.lsp_root:
-        sets.append(load_lsp(t.lsp_root, "train", face_pseudo=t.face_pseudo))
+        sets.append(load_lsp(t.lsp_root, "train", face_pseudo=t.face_pseudo, last=t.lsp_last))
     if t.coco_ann:
         sets.extend([load_coco_persons(t.coco_ann, t.coco_images)] * t.coco_repeat)
     if t.coco_crops:
