@@ -1,15 +1,14 @@
 """The app's capture + inference worker: a QObject that runs on its own QThread.
 
-It opens the source, the pose backend and the detector (slow: the first run exports the default model), then
-reads, runs `PosePipeline`, draws the skeletons with `edge_pct.stream.overlay` on the numpy frame, writes the
-recording, and hands the GUI a QImage *copy* per frame plus its numbers (`FrameStats`, for the HUD the window
-paints at screen resolution) through `frame_ready`: the GUI thread only paints.
-Frames are driven by a single-shot QTimer on the worker's own event loop, so requests from the GUI (pause, step,
-snapshot, record, stop...) are handled between frames. Public methods are the thread-safe requests: each emits a
-private queued signal that runs on the worker thread. Video files are paced to their frame rate (`pace`);
-live sources deliver at their own rate. A camera or stream that stops is retried with growing delays and a
-message; a file's end stops or loops (`loop`). Any load error becomes `failed(title, text)` and the worker stops:
-the window shows it and stays usable.
+It opens the source, the pose backend and the detector (slow: the first run exports the default model), then reads,
+runs `edge_pct.PoseEstimator` (the Python API), draws the skeletons with `edge_pct.stream.overlay` on the numpy
+frame, writes the recording, and hands the GUI a QImage *copy* per frame plus its numbers (`FrameStats`, for the HUD
+the window paints at screen resolution) through `frame_ready`: the GUI thread only paints. Frames are driven by a
+single-shot QTimer on the worker's own event loop, so requests from the GUI (pause, step, snapshot, record, stop...)
+are handled between frames. Public methods are the thread-safe requests: each emits a private queued signal that
+runs on the worker thread. Video files are paced to their frame rate (`pace`); live sources deliver at their own
+rate. A camera or stream that stops is retried with growing delays and a message; a file's end stops or loops
+(`loop`). Any load error becomes `failed(title, text)` and the worker stops: the window shows it and stays usable.
 """
 
 from __future__ import annotations
@@ -28,10 +27,11 @@ import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QImage
 
+from edge_pct.api import PoseEstimator
 from edge_pct.config import StreamConfig
 from edge_pct.core.errors import ConfigError, EdgePctError, SourceError
 from edge_pct.stream.overlay import draw_persons
-from edge_pct.stream.pipeline import FrameResult, PosePipeline
+from edge_pct.stream.pipeline import FrameResult
 from edge_pct.stream.sources import VideoSource, open_source
 
 from .recorder import VideoRecorder, save_snapshot
@@ -174,7 +174,7 @@ class CameraWorker(QObject):
         self._source: VideoSource | None = None
         self._backend: Any = None
         self._detector: Any = None
-        self._pipeline: PosePipeline | None = None
+        self._estimator: PoseEstimator | None = None
         self._info: SessionInfo | None = None
         self._timer: QTimer | None = None
         self._recorder: VideoRecorder | None = None
@@ -259,7 +259,7 @@ class CameraWorker(QObject):
             self._detector = self._detector_factory(
                 self.cfg.detector, self.cfg.detector_model, self.cfg.stream
             )
-            self._pipeline = PosePipeline(self._backend, self._detector, self.cfg.stream)
+            self._estimator = PoseEstimator.from_parts(self._backend, self._detector, self.cfg.stream)
         except Exception as e:  # a GUI reports every load failure: an exception escaping a slot aborts PyQt6
             self._fail(TITLES[step], e)
             return
@@ -305,7 +305,7 @@ class CameraWorker(QObject):
         elif name == "paused":
             self._set_paused(bool(arg))
         elif name == "step":
-            if self._paused and self._pipeline is not None:
+            if self._paused and self._estimator is not None:
                 self._tick()
         elif name == "smoothing":
             self._set_stream(dataclasses.replace(self.cfg.stream, smoothing=bool(arg)))
@@ -320,7 +320,7 @@ class CameraWorker(QObject):
 
     def _set_paused(self, paused: bool) -> None:
         self._paused = paused
-        if self._timer is None or self._pipeline is None:
+        if self._timer is None or self._estimator is None:
             return
         if paused:
             self._timer.stop()
@@ -331,8 +331,8 @@ class CameraWorker(QObject):
 
     def _set_stream(self, stream: StreamConfig) -> None:
         self.cfg = dataclasses.replace(self.cfg, stream=stream)
-        if self._pipeline is not None:
-            self._pipeline = PosePipeline(self._backend, self._detector, stream)
+        if self._estimator is not None:
+            self._estimator = PoseEstimator.from_parts(self._backend, self._detector, stream)
 
     def _snapshot(self, path: str) -> None:
         if self._last_image is None:
@@ -397,8 +397,9 @@ class CameraWorker(QObject):
             self._schedule_next()
 
     def _process(self, image: np.ndarray, index: int, t_s: float) -> None:
-        assert self._pipeline is not None and self._info is not None and self._source is not None
-        result = self._pipeline.process(image, t_s)
+        assert self._estimator is not None and self._info is not None and self._source is not None
+        self._estimator(image, t_s)
+        result = self._estimator.last
         now = time.monotonic()
         self._times.append(now)
         fps = (len(self._times) - 1) / (self._times[-1] - self._times[0]) if len(self._times) > 1 else 0.0
@@ -430,7 +431,7 @@ class CameraWorker(QObject):
         self._timer.start(delay_ms)
 
     def _end_of_source(self) -> None:
-        assert self._source is not None and self._timer is not None and self._pipeline is not None
+        assert self._source is not None and self._timer is not None and self._estimator is not None
         if self._source.live:  # a stream that ended cleanly: treat it like a disconnect
             self._lose_source(f"{self.cfg.source} ended.")
             return
@@ -443,7 +444,7 @@ class CameraWorker(QObject):
         except Exception as e:  # e.g. the file vanished between loops
             self._fail(TITLES["source"], e)
             return
-        self._pipeline.reset()
+        self._estimator.reset()
         self._next_due = time.monotonic()
         self._timer.start(0)
 
@@ -460,14 +461,14 @@ class CameraWorker(QObject):
         self._timer.start(int(delay * 1000))
 
     def _reconnect(self) -> None:
-        assert self._timer is not None and self._pipeline is not None
+        assert self._timer is not None and self._estimator is not None
         try:
             source = self._source_factory(self.cfg.source)
         except Exception as e:  # keep retrying whatever the driver raised; an exception escaping a slot aborts PyQt6
             self._lose_source(str(e) if isinstance(e, EdgePctError) else f"{type(e).__name__}: {e}.")
             return
         self._source, self._retries = source, 0
-        self._pipeline.reset()
+        self._estimator.reset()
         self.message.emit(f"Reconnected to {self.cfg.source}")
         self._timer.start(0)
 
@@ -488,5 +489,5 @@ class CameraWorker(QObject):
                     closable.close()
                 except Exception:  # releasing must not stop the rest of the shutdown
                     log.exception("closing %r failed", closable)
-        self._source = self._detector = self._backend = self._pipeline = None
+        self._source = self._detector = self._backend = self._estimator = None
         self.stopped.emit(reason)

@@ -68,6 +68,16 @@ class PoseEstimator:
         self.last: FrameResult | None = None  # the last frame's full result (stage timings, whether it detected)
         self._t0 = time.monotonic()
 
+    @classmethod
+    def from_parts(cls, backend: Any, detector: Any, config: StreamConfig | None = None) -> PoseEstimator:
+        """An estimator on a backend and detector built elsewhere (the app loads them step by step, to say which
+        one failed), with the same per-frame path as every other estimator."""
+        est = cls.__new__(cls)
+        est.config, est.backend, est.detector = config or StreamConfig(), backend, detector
+        est.pipeline = PosePipeline(backend, detector, est.config)
+        est.last, est._t0 = None, time.monotonic()
+        return est
+
     def __call__(self, frame_bgr: np.ndarray, t_s: float | None = None) -> list[Person]:
         """frame_bgr (H, W, 3) uint8 BGR, taken at `t_s` seconds (default: now; the smoother's clock) -> persons."""
         t = time.monotonic() - self._t0 if t_s is None else t_s
