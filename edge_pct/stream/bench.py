@@ -98,6 +98,7 @@ def run_bench(
         "jitter_px": jitter_px,
         "jitter_rel": jitter_rel,
         "backend": pipeline.backend.name,
+        "graph": str(getattr(pipeline.backend, "path", "")) or None,  # the file ONNX Runtime / TensorRT runs
         "precision": pipeline.backend.precision,
         "detector": pipeline.detector.name,
         "smoothing": pipeline.cfg.smoothing,
@@ -139,7 +140,8 @@ def summary_rows(res: dict) -> list[Row]:
     if peer:
         rows.append(("", ["edge-pct", "MediaPipe"]))
     model = Path(res.get("model", "")).name
-    rows += [("model", both(f"{model} {res['backend']} {res['precision']}".strip(), "PoseLandmarker full")),
+    graph = f" ({Path(res['graph']).name})" if res.get("graph") and Path(res["graph"]).name != model else ""
+    rows += [("model", both(f"{model}{graph} {res['backend']} {res['precision']}".strip(), "PoseLandmarker full")),
              ("detector", both(res["detector"], "BlazePose's")),
              ("FPS", both(res["fps"], peer and peer["fps"])),
              ("persons / frame", both(res["persons_per_frame"], peer and peer["persons_per_frame"])),
