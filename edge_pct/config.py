@@ -57,7 +57,25 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True)
-class TokenizerTrainConfig:
+class PoseAugment:
+    """Top-down crop augmentation strengths, the section both trainers share (flat in TOML: `train.rot_prob`,
+    `tokenizer_train.rot_prob`); all zero, the default here, is the plain evaluation crop."""
+
+    flip_prob: float = 0.0
+    rot_prob: float = 0.0
+    rot_sigma: float = 0.0  # degrees, clipped at 2 sigma
+    scale_sigma: float = 0.0  # crop scale ~ clip(N(1, sigma), 1 - sigma, 1 + sigma)
+    shift_prob: float = 0.0
+    shift_factor: float = 0.0  # of the box size
+    half_body_prob: float = 0.0
+
+    def augmentation(self) -> PoseAugment:
+        """These strengths alone (a training config is a PoseAugment with more fields)."""
+        return PoseAugment(**{f.name: getattr(self, f.name) for f in dataclasses.fields(PoseAugment)})
+
+
+@dataclass(frozen=True)
+class TokenizerTrainConfig(PoseAugment):
     """Training of the pose tokenizer on COCO poses (docs/method.md §1.6-1.8, with our changes noted)."""
 
     epochs: int = 50
@@ -72,11 +90,11 @@ class TokenizerTrainConfig:
     # rather than uniformly (the paper). Off by default, as in the paper.
     oks_weighted_l1: bool = False
     padding: float = 1.25  # box -> crop enlargement
-    # Pose augmentation (docs/method.md §1.8)
+    # Pose augmentation (docs/method.md §1.8): the PoseAugment keys, at the paper's strengths
     flip_prob: float = 0.5
     rot_prob: float = 0.6
-    rot_sigma: float = 40.0  # degrees, clipped at 2 sigma
-    scale_sigma: float = 0.5  # crop scale ~ clip(N(1, sigma), 1 - sigma, 1 + sigma)
+    rot_sigma: float = 40.0
+    scale_sigma: float = 0.5
     shift_prob: float = 0.3
     shift_factor: float = 0.16
     half_body_prob: float = 0.3
@@ -127,7 +145,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(PoseAugment):
     """Stage-2 training on person crops (docs/method.md §2.4-2.5, scaled to a light backbone and a small dataset)."""
 
     tokenizer: str = ""  # tokenizer checkpoint; "" = the shipped one
@@ -159,6 +177,7 @@ class TrainConfig:
     # the first iteration); "mse": the classic per-pixel squared error (starts by predicting all zeros).
     heatmap_loss: Literal["ce", "mse"] = "ce"
     padding: float = 1.25
+    # The PoseAugment keys, milder in rotation and scale than the tokenizer's (images, not poses alone)
     flip_prob: float = 0.5
     rot_prob: float = 0.6
     rot_sigma: float = 30.0

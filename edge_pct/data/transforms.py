@@ -11,21 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_pct.config import PoseAugment
 from edge_pct.core.geometry import apply_affine, box_to_center_size, crop_affine
 from edge_pct.core.keypoints import FLIP_INDEX, LOWER_BODY, UPPER_BODY
-
-
-@dataclass(frozen=True)
-class PoseAugment:
-    """Augmentation strengths (probabilities and factors); all zero means no augmentation."""
-
-    flip_prob: float = 0.0
-    rot_prob: float = 0.0
-    rot_sigma: float = 0.0  # degrees, clipped at 2 sigma
-    scale_sigma: float = 0.0
-    shift_prob: float = 0.0
-    shift_factor: float = 0.0
-    half_body_prob: float = 0.0
 
 
 @dataclass

@@ -24,7 +24,6 @@ from edge_pct.core.package import DEFAULT_TOKENIZER
 from edge_pct.core.report import progress
 from edge_pct.data.persons import PersonSet
 from edge_pct.data.topdown import CropDataset
-from edge_pct.data.transforms import PoseAugment
 from edge_pct.models.classifier import HEATMAP_STRIDE, PoseClassifier, cell_sq_distances, resize_token_projection
 from edge_pct.models.factory import build_classifier, init_backbone
 from edge_pct.models.weights import load_tokenizer, load_weights, read_checkpoint
@@ -161,10 +160,8 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
-    aug = PoseAugment(t.flip_prob, t.rot_prob, t.rot_sigma, t.scale_sigma, t.shift_prob, t.shift_factor,
-                      t.half_body_prob)
-    dataset = CropDataset(persons, cfg.model.input_size, t.padding, aug, t.color_prob, t.occlusion_prob, t.seed,
-                          t.sharpen_prob)
+    dataset = CropDataset(persons, cfg.model.input_size, t.padding, t.augmentation(), t.color_prob, t.occlusion_prob,
+                          t.seed, t.sharpen_prob)
     resuming = last.exists()
     if init is not None and not resuming:
         blob = _read_same_model(init, cfg, "pass the same --variant and --config as the run that trained it",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_pct.config import RunConfig, TokenizerConfig, TokenizerTrainConfig, config_from_dict, config_to_dict
+from edge_pct.config import RunConfig, TokenizerConfig, config_from_dict, config_to_dict
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.keypoints import OKS_SIGMAS
 from edge_pct.core.report import progress
@@ -33,16 +33,11 @@ from edge_pct.train.schedule import warmup_cosine_lr
 log = logging.getLogger(__name__)
 
 
-def augment_from_config(t: TokenizerTrainConfig) -> PoseAugment:
-    return PoseAugment(t.flip_prob, t.rot_prob, t.rot_sigma, t.scale_sigma, t.shift_prob, t.shift_factor,
-                       t.half_body_prob)
-
-
 def make_batch(poses: PersonSet, idx: np.ndarray, cfg: RunConfig, rng: np.random.Generator,
                augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop-frame joints (B, 17, 2) float32 and labeled mask (B, 17) bool for persons `idx`."""
     t, size = cfg.tokenizer_train, cfg.tokenizer.input_size
-    aug = augment_from_config(t) if augment else PoseAugment()
+    aug = t.augmentation() if augment else PoseAugment()
     kpts = poses.keypoints[idx]
     params = sample_crop_params(poses.boxes[idx], kpts, aug, size[0] / size[1], t.padding, rng)
     crop = crop_joints(kpts, params, size)
