@@ -278,7 +278,7 @@ def _measure(fp32_path: Path, int8_path: Path, cpu_path: Path, crops: np.ndarray
 
     cpu = ["CPUExecutionProvider"]
     backends = {"fp32": OnnxRuntimeBackend(fp32_path, cpu, threads), "int8": OnnxRuntimeBackend(cpu_path, cpu, threads),
-                "int8_tensorrt_graph": OnnxRuntimeBackend(int8_path, cpu, threads)}
+                "int8_tensorrt_graph": OnnxRuntimeBackend(int8_path, cpu, threads, warn_slow_graph=False)}
     x = to_model_input(crops)
     a = backends["fp32"](x)
     agree = _agreement(a, backends["int8_tensorrt_graph"](x))
@@ -314,7 +314,7 @@ def _coco_delta(fp32_path: Path, int8_path: Path, cpu_path: Path, ann: Path, ima
 
     subset = subset_annotations(ann, image_ids, staging / "eval_subset.json")
     a = evaluate_coco(onnx_estimator(fp32_path), subset, images)
-    q = evaluate_coco(onnx_estimator(int8_path), subset, images)
+    q = evaluate_coco(onnx_estimator(int8_path, warn_slow_graph=False), subset, images)
     c = evaluate_coco(onnx_estimator(cpu_path), subset, images)
     keys = ("ap", "ap50", "ap75", "ar")
     return {"images": len(set(image_ids)), "persons": a["persons"], **{f"{k}_fp32": a[k] for k in keys},

@@ -24,6 +24,7 @@ import numpy as np
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.geometry import box_to_center_size, crop_affine, to_model_input, warp_crops
 from edge_pct.core.optional import require
+from edge_pct.core.report import progress
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PERSON_PADDING = 1.25  # ground-truth person boxes, as in evaluation
@@ -136,7 +137,7 @@ def cut_crops(samples: Sequence[CropSample], input_size: tuple[int, int]) -> np.
     by_path: dict[str, list[int]] = {}
     for i, s in enumerate(samples):
         by_path.setdefault(s.path, []).append(i)
-    for path, idx in by_path.items():
+    for path, idx in progress(by_path.items(), total=len(by_path), desc="calibrate: crops", unit="image"):
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             raise InputFileError(f"Cannot read image '{path}': the file is missing or not an image; remove it from "

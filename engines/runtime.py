@@ -117,11 +117,14 @@ class OnnxRuntimeBackend:
         onnx_path: the image graph; the sidecar and decoder are found next to it.
         providers: execution providers (default: TensorRT, CUDA, CPU, those this onnxruntime build has).
         threads: intra-op CPU threads (default: onnxruntime's choice, one per physical core).
+        warn_slow_graph: warn when the TensorRT Q/DQ graph is run on the CPU provider (off for calibrate's own
+            side-by-side measurement, which runs it on purpose).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, providers: list[str] | None = None, threads: int | None = None,
+                 warn_slow_graph: bool = True) -> None:
         path = Path(onnx_path)
         meta = read_sidecar(path)
         ort = require("onnxruntime", "cpu")
@@ -134,7 +137,8 @@ class OnnxRuntimeBackend:
         self.meta = meta
         self.path = path
         self.providers: list[str] = self._session.get_providers()  # what ORT actually runs on
-        if meta.get("quantization_target") == "tensorrt" and self.providers[0] == "CPUExecutionProvider":
+        on_cpu = self.providers[0] == "CPUExecutionProvider"
+        if warn_slow_graph and on_cpu and meta.get("quantization_target") == "tensorrt":
             log.warning("'%s' is the TensorRT Q/DQ graph: ONNX Runtime's CPU kernels run it slower than FP32; load "
                         "'%s' beside it (or pass the calibrate folder as the model)", path, meta.get("cpu_onnx"))
         self.precision: str = meta["precision"]

@@ -48,11 +48,11 @@ def torch_estimator(model, flip: bool = False, batch: int = 32, flip_agree: floa
     return _backend_estimator(TorchBackend(model, batch=batch), flip, batch, flip_agree)
 
 
-def onnx_estimator(path: str | Path, flip: bool = False) -> Estimator:
+def onnx_estimator(path: str | Path, flip: bool = False, warn_slow_graph: bool = True) -> Estimator:
     """Wrap an `edge-pct export` ONNX model (ONNX Runtime, the fastest available provider); `flip` as above."""
     from edge_pct.engines.runtime import OnnxRuntimeBackend
 
-    return _backend_estimator(OnnxRuntimeBackend(path), flip)
+    return _backend_estimator(OnnxRuntimeBackend(path, warn_slow_graph=warn_slow_graph), flip)
 
 
 def _backend_estimator(backend, flip: bool, batch: int = 32, flip_agree: float = FLIP_AGREE) -> Estimator:
