@@ -319,6 +319,20 @@ def test_the_calibrate_folder_is_a_model_that_runs_the_graph_for_the_backend(ent
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_bench_on_the_calibrate_folder_runs_the_cpu_graph(entropy_run, tmp_path):
+    from test_pipeline import _write_video
+
+    from edge_pct.cli import main
+
+    video = tmp_path / "walk.avi"
+    _write_video(video, frames=4)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--video", str(video), "--model", str(entropy_run["out"]), "--detector", "track",
+                 "--threads", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["graph"].endswith("model.int8.cpu.onnx") and res["precision"] == "int8" and res["frames"] == 4
+
+
 def test_cache_line_by_hand_and_round_trip(tmp_path):
     from edge_pct.calibration.trt_cache import format_cache, read_cache, trt_scale, write_cache
 

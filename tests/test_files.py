@@ -37,3 +37,12 @@ def test_a_failed_write_leaves_the_old_artifact_and_no_temp(tmp_path):
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
     write_atomic([(tmp_path / "a.onnx", b"1"), (tmp_path / "sub" / "a.json", b"2")])
     assert (tmp_path / "sub" / "a.json").read_bytes() == b"2"
+
+
+def test_an_artifact_gets_the_mode_of_any_new_file(tmp_path):
+    import os
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    write_text_atomic(tmp_path / "artifact.txt", "x")
+    assert os.stat(tmp_path / "artifact.txt").st_mode == os.stat(plain).st_mode  # not mkstemp's 0600

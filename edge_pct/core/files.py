@@ -14,11 +14,21 @@ from typing import Any
 from edge_pct.core.errors import InputFileError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def temp_path_beside(path: Path) -> Path:
     """A new, unique, empty file `.<name>.<random>.tmp` in `path`'s folder (created with it): two writers of one
     artifact never share a temporary name, and the final rename stays on one file system."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it 0600; an artifact gets the mode any new file would
     os.close(fd)
     return Path(tmp)
 
