@@ -36,6 +36,7 @@ from torch import nn
 from edge_pct.core.errors import ConfigError
 from edge_pct.core.files import file_sha256, write_atomic
 from edge_pct.core.optional import require
+from edge_pct.core.report import progress
 from edge_pct.models.classifier import PoseClassifier
 
 log = logging.getLogger(__name__)
@@ -203,14 +204,19 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch: int | None = Non
     sample = torch.rand(n, 3, h, w, generator=gen) * 255
     probs = torch.rand(n, tcfg.num_tokens, tcfg.codebook_size, generator=gen).softmax(-1)
     image_graph = PoseGraph(model) if precision == "fp32" else HalfPoseGraph(model)
+    steps = progress(total=3, desc="export", unit="step")  # the two traces take most of the time
     graph = _export(image_graph, sample, INPUT_NAME, OUTPUT_NAMES, batch, opset)
+    steps.update()
     decoder = _export(DecoderGraph(model), probs, DECODER_INPUT, ("joints",), batch, opset)
+    steps.update()
     _check_graph(onnx, graph, "image", opset)
     _check_graph(onnx, decoder, "decoder", opset)
     # Parity on a batch size other than the traced one when the batch is dynamic.
     images = torch.rand(batch or 3, 3, h, w, generator=gen) * 255
     graph_bytes, decoder_bytes = graph.SerializeToString(), decoder.SerializeToString()
     parity = _parity(model, graph_bytes, decoder_bytes, images)
+    steps.update()
+    steps.close()
     if parity["max_abs_diff_vs_torch"] > _PARITY_WARN_PX[precision]:
         log.warning("ONNX Runtime (%s) and torch joints differ by %.4g px", precision, parity["max_abs_diff_vs_torch"])
 
