@@ -54,29 +54,27 @@ class PoseEstimator:
         from edge_pct.engines.model_files import open_backend
         from edge_pct.stream.detectors.factory import create_detector
 
-        cfg = config or StreamConfig()
-        changes: dict[str, Any] = {}
-        if max_persons is not None:
-            changes["max_persons"] = max_persons
-        if smoothing is not None:
-            changes["smoothing"] = smoothing
-        self.config = cfg = dataclasses.replace(cfg, **changes)
-        self.backend = open_backend(model, backend, **({"threads": threads} if threads else {}))
-        self.detector = create_detector(detector or cfg.detector or None, detector_model or cfg.detector_model or None,
-                                        max_persons=cfg.max_persons, max_boxes=cfg.detector_boxes, threads=threads)
-        self.pipeline = PosePipeline(self.backend, self.detector, cfg)
-        self.last: FrameResult | None = None  # the last frame's full result (stage timings, whether it detected)
-        self._t0 = time.monotonic()
+        given = {"max_persons": max_persons, "smoothing": smoothing}
+        cfg = dataclasses.replace(config or StreamConfig(), **{k: v for k, v in given.items() if v is not None})
+        pose_backend = open_backend(model, backend, **({"threads": threads} if threads else {}))
+        person_detector = create_detector(detector or cfg.detector or None,
+                                          detector_model or cfg.detector_model or None, max_persons=cfg.max_persons,
+                                          max_boxes=cfg.detector_boxes, threads=threads)
+        self._assemble(pose_backend, person_detector, cfg)
 
     @classmethod
     def from_parts(cls, backend: Any, detector: Any, config: StreamConfig | None = None) -> PoseEstimator:
         """An estimator on a backend and detector built elsewhere (the app loads them step by step, to say which
         one failed), with the same per-frame path as every other estimator."""
         est = cls.__new__(cls)
-        est.config, est.backend, est.detector = config or StreamConfig(), backend, detector
-        est.pipeline = PosePipeline(backend, detector, est.config)
-        est.last, est._t0 = None, time.monotonic()
+        est._assemble(backend, detector, config or StreamConfig())
         return est
+
+    def _assemble(self, backend: Any, detector: Any, config: StreamConfig) -> None:
+        self.config, self.backend, self.detector = config, backend, detector
+        self.pipeline = PosePipeline(backend, detector, config)
+        self.last: FrameResult | None = None  # the last frame's full result (stage timings, whether it detected)
+        self._t0 = time.monotonic()
 
     def __call__(self, frame_bgr: np.ndarray, t_s: float | None = None) -> list[Person]:
         """frame_bgr (H, W, 3) uint8 BGR, taken at `t_s` seconds (default: now; the smoother's clock) -> persons."""
