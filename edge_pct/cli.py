@@ -15,7 +15,7 @@ from edge_pct.core.errors import EdgePctError, run_reporting_errors
 from edge_pct.core.package import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
 
 
-def _write_json(path: str | None, payload: dict[str, Any], title: str, keys: tuple[str, ...]) -> None:
+def _report(path: str | None, payload: dict[str, Any], title: str, keys: tuple[str, ...]) -> None:
     """The command's result: a summary table of `keys` for people, all of it as JSON to --json FILE or -."""
     from edge_pct.core.report import emit_result, scalar_rows
 
@@ -31,7 +31,7 @@ def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
 
     overrides = list(args.set) + ([f"tokenizer_train.epochs={args.epochs}"] if args.epochs else [])
     cfg = load_config(args.config, overrides)
-    _write_json(args.json, train_tokenizer(args.poses, args.out, cfg, val_ann=args.val_ann, init=args.init),
+    _report(args.json, train_tokenizer(args.poses, args.out, cfg, val_ann=args.val_ann, init=args.init),
                 "edge-pct train-tokenizer", TRAIN_KEYS)
     return 0
 
@@ -44,7 +44,7 @@ def _cmd_eval_tokenizer(args: argparse.Namespace) -> int:
         raise EdgePctError(f"--mask-ratio {args.mask_ratio} is out of range: use a value in [0, 1)")
     model = load_tokenizer(args.checkpoint)
     res = evaluate_tokenizer_model(model, args.coco_ann, args.mask_ratio, seed=args.seed, flip=args.flip)
-    _write_json(args.json, {"checkpoint": str(args.checkpoint), **res}, "edge-pct eval-tokenizer: reconstruction",
+    _report(args.json, {"checkpoint": str(args.checkpoint), **res}, "edge-pct eval-tokenizer: reconstruction",
                 ("ap", "ap50", "ap75", "ar", "persons", "mask_ratio", "codes_used", "perplexity", "mean_err_px"))
     return 0
 
@@ -55,7 +55,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from edge_pct.train.classifier import train_classifier
 
     cfg = load_config(args.config, args.set, base={"model": config_to_dict(MODEL_VARIANTS[args.variant])})
-    _write_json(args.json, train_classifier(cfg, args.out, init=args.init), "edge-pct train", TRAIN_KEYS)
+    _report(args.json, train_classifier(cfg, args.out, init=args.init), "edge-pct train", TRAIN_KEYS)
     return 0
 
 
@@ -92,7 +92,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                else evaluate_coco(est, args.coco_ann, args.images, occlusion=occlusion))
     finally:
         est.close()
-    _write_json(args.json, {"model_path": args.model, "flip": args.flip, **res}, f"edge-pct eval: {args.model}",
+    _report(args.json, {"model_path": args.model, "flip": args.flip, **res}, f"edge-pct eval: {args.model}",
                 ("pck", "pck_occluded", "ap", "ap50", "ap75", "ar", "persons", "ms_per_person", "backend", "precision"))
     return 0
 
@@ -100,7 +100,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from edge_pct.export.onnx import export_onnx
 
-    _write_json(args.json, export_onnx(args.checkpoint, args.out, batch=args.batch, opset=args.opset,
+    _report(args.json, export_onnx(args.checkpoint, args.out, batch=args.batch, opset=args.opset,
                                        precision=args.precision),
                 "edge-pct export", ("onnx", "precision", "batch", "max_abs_diff_vs_torch"))
     return 0
@@ -109,7 +109,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from edge_pct.calibration.calibrate import calibrate
 
-    _write_json(args.json, calibrate(args.onnx, args.images, args.out, ann=args.ann, method=args.method, num=args.num,
+    _report(args.json, calibrate(args.onnx, args.images, args.out, ann=args.ann, method=args.method, num=args.num,
                                      seed=args.seed, threads=args.threads, trt_version=args.trt_version),
                 "edge-pct calibrate", ("cpu_onnx", "int8_onnx", "cache", "report"))
     return 0
@@ -118,7 +118,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from edge_pct.engines.build import build_engine  # lazy: `edge-pct --help` works without TensorRT
 
-    _write_json(args.json, build_engine(args.onnx, args.precision, args.out, workspace_gb=args.workspace_gb,
+    _report(args.json, build_engine(args.onnx, args.precision, args.out, workspace_gb=args.workspace_gb,
                                         max_batch=args.max_batch, timing_cache=args.timing_cache,
                                         calib_cache=args.calib_cache),
                 "edge-pct build", ("engine", "manifest", "build_s"))
@@ -128,7 +128,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edge_pct.api import PoseEstimator
     from edge_pct.config import load_config
-    from edge_pct.stream.bench import run_bench, run_peer
+    from edge_pct.core.report import emit_result
+    from edge_pct.stream.bench import run_bench, run_peer, summary_rows
 
     overrides = list(args.set) + ([f"stream.max_persons={args.max_persons}"] if args.max_persons else [])
     cfg = load_config(args.config, overrides).stream
@@ -141,9 +142,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.peer:
         res["peer"] = run_peer(args.video, args.peer_model, cfg.max_persons, max_frames=args.frames)
         res["poses_per_s_vs_peer"] = res["poses_per_s"] / max(res["peer"]["poses_per_s"], 1e-9)
-    from edge_pct.core.report import emit_result
-    from edge_pct.stream.bench import summary_rows
-
     emit_result(res, args.json, summary_rows(res), f"edge-pct bench: {Path(args.video).name}, {res['frames']} frames")
     return 0
 
@@ -161,7 +159,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
                   loop=args.loop or None, stream=load_config(args.config, args.set).stream,
                   settings_path=args.settings)  # fmt: skip
     if args.exit_after is not None or args.json:
-        _write_json(args.json, res, "edge-pct app", ("frames", "fps", "persons_per_frame", "screenshot"))
+        _report(args.json, res, "edge-pct app", ("frames", "fps", "persons_per_frame", "screenshot"))
     return 0
 
 

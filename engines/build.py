@@ -148,7 +148,7 @@ def build_engine(onnx: str | Path, precision: str, out: str | Path | None = None
         onnx: image graph from `edge-pct export` (FP32, or FP16 from `--precision fp16`), or the Q/DQ
             model.int8.tensorrt.onnx from `edge-pct calibrate`.
         precision: "fp16" | "int8" ("fp32" for parity checks). TensorRT 11 needs an FP16 / Q/DQ ONNX for them.
-        out: engine path (.engine); default `engines/<onnx stem>.<precision>.engine`.
+        out: engine path (.engine); default `<onnx stem>.<precision>.engine` beside the ONNX.
         workspace_gb: builder scratch memory limit, GiB.
         max_batch: largest batch (persons per run) of a dynamic-batch ONNX; ignored for a fixed batch.
         timing_cache: file that speeds up rebuilds; read when it exists, then updated.

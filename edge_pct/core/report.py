@@ -36,14 +36,15 @@ def format_value(value: Any) -> str:
 
 def format_table(rows: Sequence[Row], title: str = "") -> str:
     """Aligned columns: label, then one value or a list of them (e.g. ours beside the peer's)."""
-    cells = [(label, list(value) if isinstance(value, (list, tuple)) else [value]) for label, value in rows]
+    cells = [(label, [format_value(v) for v in (value if isinstance(value, (list, tuple)) else [value])])
+             for label, value in rows]
     label_w = max((len(label) for label, _ in cells), default=0)
-    ncols = max((len(vals) for _, vals in cells), default=1)
-    widths = [max((len(format_value(vals[i])) for _, vals in cells if i < len(vals)), default=0) for i in range(ncols)]
+    ncols = max((len(texts) for _, texts in cells), default=1)
+    widths = [max((len(texts[i]) for _, texts in cells if i < len(texts)), default=0) for i in range(ncols)]
     lines = [title] if title else []
-    for label, vals in cells:
-        texts = [format_value(v).ljust(w) for v, w in zip(vals, widths, strict=False)]
-        lines.append(("  " + label.ljust(label_w) + "  " + "  ".join(texts)).rstrip())
+    for label, texts in cells:
+        padded = [t.ljust(w) for t, w in zip(texts, widths, strict=False)]
+        lines.append(("  " + label.ljust(label_w) + "  " + "  ".join(padded)).rstrip())
     return "\n".join(lines)
 
 

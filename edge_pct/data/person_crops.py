@@ -49,8 +49,7 @@ def load_person_crops(root: str | Path, split: str = "train") -> PersonSet:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise InputFileError(f"'{root / 'annotations.npz'}' is missing or not a person-crops index ({e}): "
                              "pass the person_crops folder (annotations.npz + crops/)") from e
-    dev = dev_image_ids(image_ids, official)
-    in_dev = np.array([int(i) in dev for i in image_ids])
+    in_dev = np.isin(image_ids, sorted(dev_image_ids(image_ids, official)))
     keep = {"train": ~in_dev, "dev": in_dev, "all": np.ones(len(files), bool)}[split]
     idx = np.nonzero(keep)[0]
     scale_sq = np.abs(np.linalg.det(affine[:, :, :2]))  # crop px^2 per source px^2

@@ -43,7 +43,7 @@ def run_bench(
     tracks: dict[int, dict[int, tuple[np.ndarray, float]]] = defaultdict(dict)  # id -> frame -> (joints, height)
     pipeline.reset()
     tmp = _temp_video_path(save) if save else None
-    writer = None
+    writer = bar = None
     try:
         with FileSource(video) as source:
             expected = source.frame_count if max_frames is None else min(source.frame_count, max_frames)
@@ -73,12 +73,13 @@ def run_bench(
                     writer.write(image)
                     totals["draw"] += (time.perf_counter() - t1) * 1e3
             seconds = time.perf_counter() - start
-            bar.close()
         if writer is not None:
             writer.release()
             writer = None
             tmp.replace(save)  # the saved video appears only once complete
     finally:
+        if bar is not None:
+            bar.close()
         if writer is not None:
             writer.release()
         if tmp is not None:

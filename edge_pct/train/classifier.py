@@ -232,6 +232,7 @@ def train_classifier(cfg: RunConfig, out_dir: str | Path, init: str | Path | Non
             if (t.max_minutes and elapsed / 60 >= t.max_minutes) or it >= total:
                 break
         if t.max_minutes and elapsed / 60 >= t.max_minutes and it < total:
+            bar.close()
             checkpoint(it)
             if log_file:
                 log_file.close()
