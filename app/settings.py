@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 ORGANIZATION = "edge-pct"
 APPLICATION = "app"
 AUTO = "auto"  # "let edge-pct choose" in the backend / precision / detector pickers
-BACKEND_CHOICES = (AUTO, "onnxruntime", "torch", "tensorrt")
-PRECISION_CHOICES = (AUTO, "fp32", "fp16", "int8")
+BACKEND_CHOICES = (AUTO, "onnxruntime", "openvino", "openvino-fp32", "openvino-bf16", "torch", "tensorrt")
+PRECISION_CHOICES = (AUTO, "fp32", "fp16", "bf16", "int8")
 DETECTOR_CHOICES = (AUTO, "track", "onnx", "mediapipe")
 _CHOICES = {"backend": BACKEND_CHOICES, "precision": PRECISION_CHOICES, "detector": DETECTOR_CHOICES}
 GEOMETRY_KEY = "window/geometry"
@@ -40,7 +40,7 @@ class AppSettings:
     Attributes:
         source: camera index ("0"), video file path or stream URL, as `edge_pct.stream.sources.open_source` takes it.
         model: pose model .pt / .onnx / .engine; "" is the shipped default model.
-        backend: one of BACKEND_CHOICES; "auto" follows the model file.
+        backend: one of BACKEND_CHOICES; "auto" follows the model file (a CPU graph: the fastest checked CPU runtime).
         precision: one of PRECISION_CHOICES; anything but "auto" must match the loaded model's precision.
         detector: one of DETECTOR_CHOICES; "auto" follows the detector model (none: "track").
         detector_model: YOLOX .onnx/.engine or PoseLandmarker .task; "" for none.

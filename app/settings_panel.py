@@ -60,7 +60,7 @@ class SettingsPanel(QWidget):
         self.source.setToolTip("Camera index (0, 1...), a video file, or a URL (rtsp://, http://)")
         self.model = QLineEdit()
         self.model.setPlaceholderText("shipped default model")
-        self.backend = _combo(BACKEND_CHOICES, "auto: from the model file (.pt/.onnx: onnxruntime, .engine: tensorrt)")
+        self.backend = _combo(BACKEND_CHOICES, "auto: tensorrt (.engine), else openvino / onnxruntime")
         self.precision = _combo(PRECISION_CHOICES, "auto: whatever the model was built at; else it must match")
         self.detector = _combo(DETECTOR_CHOICES, "auto: from the detector model (none: track, no model needed)")
         self.detector_model = QLineEdit()

@@ -22,6 +22,12 @@ def _report(path: str | None, payload: dict[str, Any], title: str, keys: tuple[s
     emit_result(payload, path, scalar_rows(payload, keys), title)
 
 
+# Pose backends a user can name (edge_pct.engines.runtime.BACKENDS; a literal here keeps `--help` light). The
+# OpenVINO names carry the precision: "openvino" is BF16 on CPUs with native BF16, else FP32.
+POSE_BACKENDS = ["onnxruntime", "openvino", "openvino-fp32", "openvino-bf16", "torch", "tensorrt"]
+BACKEND_HELP = ("default: the fastest checked CPU runtime (openvino BF16 on CPUs with AMX / AVX-512 BF16 where "
+                "openvino is installed, else onnxruntime), tensorrt for an .engine")
+
 TRAIN_KEYS = ("checkpoint", "finished", "epochs", "iterations", "final_loss", "final_l1_px", "minutes")
 
 
@@ -59,12 +65,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _estimator(spec: str, flip: bool):
-    """`--model` value -> Estimator: a .pt checkpoint, an exported .onnx, or mediapipe:PATH.task for the peer."""
-    from edge_pct.eval.evaluate import mediapipe_estimator, onnx_estimator, torch_estimator
+def _estimator(spec: str, flip: bool, backend: str | None = None, threads: int | None = None):
+    """`--model` value -> Estimator: a .pt checkpoint, an exported .onnx, or mediapipe:PATH.task for the peer; with
+    `backend`, the model (also a calibrate folder) on that pose backend."""
+    from edge_pct.eval.evaluate import backend_estimator, mediapipe_estimator, onnx_estimator, torch_estimator
 
     if spec.startswith("mediapipe:"):
         return mediapipe_estimator(spec.split(":", 1)[1])
+    if backend is not None:
+        return backend_estimator(spec, backend, flip=flip, threads=threads)
     if spec.endswith(".pt"):
         from edge_pct.models.factory import load_classifier
 
@@ -86,7 +95,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if not 0 < lo <= hi < 1:
             raise EdgePctError(f"--occlude {lo} {hi} is out of range: use 0 < LO <= HI < 1, e.g. --occlude 0.2 0.4")
         occlusion = (lo, hi)
-    est = _estimator(args.model, args.flip)
+    est = _estimator(args.model, args.flip, args.backend, args.threads)
     try:
         res = (evaluate_lsp(est, args.lsp, occlusion=occlusion) if args.lsp
                else evaluate_coco(est, args.coco_ann, args.images, occlusion=occlusion))
@@ -205,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flip test: also run the mirrored crop; average where both agree, else keep the surer joint")
     p.add_argument("--occlude", nargs=2, type=float, metavar=("LO", "HI"),
                    help="paste a synthetic occluder over a random LO-HI share of each person's box first, e.g. 0.2 0.4")
+    p.add_argument("--backend", choices=POSE_BACKENDS,
+                   help="run the model on this backend (default: torch for a .pt, onnxruntime for a .onnx); a "
+                   "calibrate folder as --model needs one")
+    p.add_argument("--threads", type=int, help="CPU threads of onnxruntime / openvino (default: one per core)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("export", help="export the image model to ONNX (+ decoder graph and JSON sidecar)")
@@ -246,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="FPS and per-stage latency of the streaming pipeline on a recorded video")
     p.add_argument("--video", required=True, help="video file; every frame is processed")
     p.add_argument("--model", help="pose model .pt, .onnx or .engine (default: the shipped model)")
-    p.add_argument("--backend", choices=["onnxruntime", "torch", "tensorrt"],
-                   help="default: from the model file (.pt runs on onnxruntime, exported once to the user cache)")
+    p.add_argument("--backend", choices=POSE_BACKENDS,
+                   help=BACKEND_HELP + " (a .pt is exported once to the user cache)")
     p.add_argument("--detector", choices=["track", "onnx", "mediapipe"],
                    help="person detector (default: [stream] detector of --config, else onnx/mediapipe when a detector "
                    "model is set, else track)")
@@ -265,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("app", help="the camera app: live skeleton overlay (PyQt6, the `app` extra)")
     p.add_argument("--source", help="camera index, video file or URL (default: the last one used, first run: 0)")
     p.add_argument("--model", help="pose model .pt, .onnx or .engine (default: the last used, else shipped)")
-    p.add_argument("--backend", choices=["onnxruntime", "torch", "tensorrt"], help="default: from the model file")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="require this model precision (default: any)")
+    p.add_argument("--backend", choices=POSE_BACKENDS, help=BACKEND_HELP)
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"],
+                   help="require this model precision (default: any); OpenVINO's is in its backend name")
     p.add_argument("--detector", choices=["track", "onnx", "mediapipe"], help="default: last used, else track")
     p.add_argument("--detector-model", help="YOLOX-format .onnx/.engine or PoseLandmarker .task")
     p.add_argument("--no-smoothing", action="store_true", help="start with the One-Euro smoothing off")

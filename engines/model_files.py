@@ -1,15 +1,20 @@
 """Open the pose backend a user asked for, with defaults that need no arguments.
 
-`open_backend()` with nothing given runs the shipped default model (`edge_pct.DEFAULT_MODEL`, a .pt) on
-ONNX Runtime, the embedded default: the first use exports it once to ONNX in the user cache
+`open_backend()` with nothing given runs the shipped default model (`edge_pct.DEFAULT_MODEL`, a .pt) on the CPU
+runtime `cpu_runtime()` picks: the first use exports it once to ONNX in the user cache
 (`$EDGE_PCT_CACHE`, else `$XDG_CACHE_HOME/edge-pct`, else `~/.cache/edge-pct`), keyed by the checkpoint's
 sha256, so later runs start in a fraction of a second and a retrained checkpoint never reuses a stale graph.
-Without onnxruntime it falls back to torch. The backend follows the model file: .engine -> TensorRT,
-.onnx -> ONNX Runtime, .pt -> ONNX Runtime (exported) or torch when asked.
+Without onnxruntime and openvino it falls back to torch. The backend follows the model file: .engine -> TensorRT,
+.onnx / .pt / a calibrate folder -> `cpu_runtime()` (a .pt exported first), or the backend asked for.
+
+The rule of `cpu_runtime()` (measured, docs/openvino.md): OpenVINO (BF16; the INT8 CPU graph of a calibrate
+folder) where openvino is installed, the CPU has native BF16 (AMX or AVX-512 BF16) and onnxruntime is not the GPU
+build; else ONNX Runtime.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -23,6 +28,26 @@ from edge_pct.engines.runtime import BACKENDS, PoseBackend, create_backend
 log = logging.getLogger(__name__)
 
 _SUFFIX_BACKEND = {".engine": "tensorrt", ".onnx": "onnxruntime"}
+
+
+def cpu_runtime() -> str | None:
+    """The runtime for an ONNX graph when none is asked for: "openvino" where openvino is installed, the CPU has
+    native BF16 and onnxruntime is not the GPU build (CUDA / TensorRT providers win there), else "onnxruntime" where
+    it is installed, else None. Looks at installed packages only: imports no runtime."""
+    from edge_pct.engines.openvino_backend import native_bf16
+
+    has = {m: importlib.util.find_spec(m) is not None for m in ("openvino", "onnxruntime")}
+    if has["openvino"] and native_bf16() and not _ort_gpu_build():
+        return "openvino"
+    return "onnxruntime" if has["onnxruntime"] else None
+
+
+def _ort_gpu_build() -> bool:
+    try:
+        importlib.metadata.distribution("onnxruntime-gpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def cache_dir() -> Path:
@@ -50,8 +75,8 @@ def open_backend(model: str | Path | None = None, backend: str | None = None, **
 
     `model` may be a `.pt` checkpoint, an exported `.onnx`, a TensorRT `.engine`, or an `edge-pct calibrate` output
     folder, from which the graph for the backend is taken (`calibrated_graph`). kwargs go to the backend class
-    (e.g. threads for onnxruntime). Raises InputFileError for a missing model and ConfigError for a backend that
-    cannot run that file type.
+    (e.g. threads for onnxruntime and openvino). Raises InputFileError for a missing model and ConfigError for a
+    backend that cannot run that file type.
     """
     from edge_pct.core.package import DEFAULT_MODEL
 
@@ -65,10 +90,12 @@ def open_backend(model: str | Path | None = None, backend: str | None = None, **
         return create_backend(backend, path)  # raises the did-you-mean ConfigError
     suffix = path.suffix.lower()
     if backend is None:
-        has_ort = importlib.util.find_spec("onnxruntime") is not None
-        backend = _SUFFIX_BACKEND.get(suffix, "onnxruntime" if has_ort else "torch")
-    if backend == "onnxruntime" and suffix == ".pt":
+        backend = "tensorrt" if suffix == ".engine" else cpu_runtime() or _SUFFIX_BACKEND.get(suffix, "torch")
+    if (backend == "onnxruntime" or backend.startswith("openvino")) and suffix == ".pt":
         path = cached_onnx(path)
+    elif backend.startswith("openvino") and suffix != ".onnx":
+        raise ConfigError(f"The {backend} backend runs exported ONNX graphs, not '{path}': pass the .onnx (or the .pt "
+                          "it came from)")
     elif backend == "torch" and suffix != ".pt":
         raise ConfigError(
             f"The torch backend runs .pt checkpoints, not '{path}': pass --backend "
@@ -83,8 +110,9 @@ def open_backend(model: str | Path | None = None, backend: str | None = None, **
 
 
 def calibrated_graph(folder: Path, backend: str | None) -> Path:
-    """The graph of an `edge-pct calibrate` folder that `backend` should run: ONNX Runtime (the default) takes the
-    CPU graph, which runs faster than FP32 there (the TensorRT Q/DQ graph runs slower); TensorRT needs an engine built
+    """The graph of an `edge-pct calibrate` folder that `backend` should run: ONNX Runtime and OpenVINO (the default)
+    take the CPU graph, which runs faster than FP32 there (the TensorRT Q/DQ graph runs slower on ONNX Runtime and
+    does not compile in OpenVINO); TensorRT needs an engine built
     from the Q/DQ graph, and torch runs checkpoints only: both get a ConfigError naming the command."""
     from edge_pct.calibration.artifacts import CPU_NAME, INT8_NAME
 
@@ -96,5 +124,5 @@ def calibrated_graph(folder: Path, backend: str | None) -> Path:
                           f"{folder / INT8_NAME} --precision int8 --out runs/model.int8.engine`, then pass that engine")
     if backend == "torch":
         raise ConfigError(f"The torch backend runs .pt checkpoints, not the INT8 graphs of '{folder}': pass "
-                          "--backend onnxruntime (or leave it out)")
+                          "--backend onnxruntime or openvino (or leave it out)")
     return folder / CPU_NAME

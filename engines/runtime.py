@@ -1,16 +1,19 @@
-"""Pose backends: one protocol over torch, ONNX Runtime and TensorRT, chosen by name.
+"""Pose backends: one protocol over torch, ONNX Runtime, OpenVINO and TensorRT, chosen by name.
 
 A backend maps model input (N, 3, H, W) float32 RGB 0-255 (`edge_pct.core.geometry.to_model_input`) to
 {"joints": (N, 17, 2) model-input crop px, "confidence": (N, 17) in [0, 1], "token_probs": (N, M, V)}, and
 `decode(token_probs)` runs the tokenizer decoder alone (after per-track token smoothing). Pre- and
 post-processing are numpy (`edge_pct.core.geometry`), shared by every backend; a backend only infers.
-Heavy runtimes (torch, onnxruntime, tensorrt) are imported by the backend that needs them, never here.
+Heavy runtimes (torch, onnxruntime, openvino, tensorrt) are imported by the backend that needs them, never here.
+The OpenVINO names carry the precision: "openvino" (BF16 on CPUs with native BF16, else FP32), "openvino-fp32",
+"openvino-bf16" (`openvino_backend.py`).
 ONNX Runtime execution providers: https://onnxruntime.ai/docs/execution-providers/.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -183,16 +186,27 @@ def _tensorrt_backend(model_path: str | Path, **kwargs: Any) -> PoseBackend:
     return TrtBackend(model_path, **kwargs)
 
 
+def _openvino_backend(model_path: str | Path, precision: str | None = None, **kwargs: Any) -> PoseBackend:
+    """The OpenVINO backend (edge_pct.engines.openvino_backend.OpenVinoBackend) on an exported ONNX; openvino itself
+    is imported when the backend is built (MissingDependencyError naming the extra without it)."""
+    from edge_pct.engines.openvino_backend import OpenVinoBackend
+
+    return OpenVinoBackend(model_path, precision=precision, **kwargs)
+
+
 BACKENDS: dict[str, Callable[..., PoseBackend]] = {
     "torch": TorchBackend,
     "onnxruntime": OnnxRuntimeBackend,
+    "openvino": _openvino_backend,
+    "openvino-fp32": functools.partial(_openvino_backend, precision="fp32"),
+    "openvino-bf16": functools.partial(_openvino_backend, precision="bf16"),
     "tensorrt": _tensorrt_backend,
 }
 
 
 def create_backend(name: str, model_path: str | Path, **kwargs: Any) -> PoseBackend:
-    """Build backend `name` on `model_path` (.pt for torch, .onnx for onnxruntime, .engine for tensorrt); kwargs go
-    to its class."""
+    """Build backend `name` on `model_path` (.pt for torch, .onnx for onnxruntime and openvino, .engine for tensorrt);
+    kwargs go to its class."""
     factory = BACKENDS.get(name)
     if factory is None:
         close = difflib.get_close_matches(name, list(BACKENDS), n=1)

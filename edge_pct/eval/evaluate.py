@@ -1,8 +1,9 @@
 """Top-down evaluation of any pose estimator on ground-truth boxes: COCO OKS-AP and LSP PCK@0.2.
 
 An estimator maps person crops (N, H, W, 3) uint8 BGR to {"joints": (N, 17, 2) crop px, "confidence": (N, 17) per
-joint in [0, 1]} and declares its `input_size`; the PCT model (any edge_pct.engines backend: torch, ONNX Runtime)
-and the MediaPipe peer are scored on the same crop regions (each at its own input resolution) by the same code.
+joint in [0, 1]} and declares its `input_size`; the PCT model (any edge_pct.engines backend: torch, ONNX Runtime,
+OpenVINO, TensorRT) and the MediaPipe peer are scored on the same crop regions (each at its own input resolution) by
+the same code.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ def onnx_estimator(path: str | Path, flip: bool = False, warn_slow_graph: bool =
     from edge_pct.engines.runtime import OnnxRuntimeBackend
 
     return _backend_estimator(OnnxRuntimeBackend(path, warn_slow_graph=warn_slow_graph), flip)
+
+
+def backend_estimator(model: str | Path, backend: str, flip: bool = False, threads: int | None = None) -> Estimator:
+    """`model` (.pt, .onnx, .engine or a calibrate folder) on pose backend `backend` (a name of
+    `edge_pct.engines.runtime.BACKENDS`, e.g. "openvino-bf16"), opened as the pipeline opens it; `flip` as above."""
+    from edge_pct.engines.model_files import open_backend
+
+    return _backend_estimator(open_backend(model, backend, **({"threads": threads} if threads else {})), flip)
 
 
 def _backend_estimator(backend, flip: bool, batch: int = 32, flip_agree: float = FLIP_AGREE) -> Estimator:

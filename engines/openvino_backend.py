@@ -1,0 +1,159 @@
+"""The OpenVINO backend: `edge-pct export` output on Intel's CPU runtime, FP32, BF16 or the calibrated INT8 CPU graph.
+
+OpenVINO reads the exported ONNX directly (no conversion step) and, on x86 CPUs with AMX or AVX-512 BF16, runs
+its convolutions and matmuls in BF16 tiles when the inference precision hint says so; ONNX Runtime's CPU provider
+runs the same FP32 graph on FP32 kernels only. Precision:
+
+- "fp32": `INFERENCE_PRECISION_HINT=f32` (set explicitly: OpenVINO's own default is BF16 on AMX CPUs).
+- "bf16": the whole image graph with the BF16 hint. The joint shifts this causes come from the backbone, not from
+  the token logits, the decoder or the heatmap refinement: an FP32 tail leaves them as they are
+  (`python -m benchmarks.joint_shift --parts`); COCO AP and LSP PCK stay at FP32's (docs/openvino.md).
+- None: "bf16" where the CPU has native BF16 (`native_bf16`), else "fp32".
+
+An INT8 CPU graph (`model.int8.cpu.onnx` of `edge-pct calibrate`) runs its quantized layers in INT8 (VNNI / AMX)
+and its FP32 island at the hint ("fp32" unless "bf16" is asked for). The TensorRT Q/DQ graph
+(`model.int8.tensorrt.onnx`) does not compile in OpenVINO and is refused with the name of the CPU graph. The tokenizer
+decoder graph (`decode`, for token smoothing) always runs in FP32: it is tiny. One compiled model per graph, dynamic
+batch: one inference per call for all crops. https://docs.openvino.ai/ (CPU device, precision control).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_pct.core.errors import ConfigError, InputFileError
+from edge_pct.core.optional import require
+from edge_pct.engines.onnx_io import OUTPUT_KEYS, check_array, empty_outputs, image_shape, read_sidecar
+
+PRECISIONS = ("fp32", "bf16")
+_HINTS = {"fp32": "f32", "bf16": "bf16"}
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with native BF16 dot products
+
+
+@functools.cache
+def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes BF16 natively (AMX or AVX-512 BF16), read from `cpuinfo` without importing openvino;
+    False where the file is absent (not Linux) or names neither flag."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def compile_onnx(ov: Any, path: Path, config: dict[str, Any], fix: str) -> Any:
+    """openvino CompiledModel of the ONNX at `path` on the CPU device; its read and compile errors (RuntimeError)
+    as one-line InputFileError ending in `fix`."""
+    if not path.is_file():
+        raise InputFileError(f"ONNX model '{path}' not found: {fix}")
+    core = ov.Core()
+    try:
+        return core.compile_model(core.read_model(str(path)), "CPU", config)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Exception from")]
+        first = lines[0] if lines else type(e).__name__
+        raise InputFileError(f"ONNX model '{path}' does not load in OpenVINO {ov.__version__} ({first[:200]}): "
+                             f"{fix}") from e
+
+
+def cpu_config(precision: str, threads: int | None) -> dict[str, Any]:
+    """CPU compile properties: precision hint, latency mode (one stream), and `threads` inference threads."""
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+class OpenVinoBackend:
+    """OpenVINO (CPU device) on `edge-pct export` output: `model.onnx`, `model.decoder.onnx` and `model.json`.
+
+    Args:
+        onnx_path: the image graph (an FP32 export or `model.int8.cpu.onnx`); sidecar and decoder are found beside it.
+        precision: "fp32" | "bf16" inference precision (module docstring); None: "bf16" on CPUs with native BF16.
+        threads: inference threads (default: OpenVINO's choice, one per physical core).
+
+    Raises:
+        InputFileError: a missing or corrupt graph or sidecar, the TensorRT Q/DQ graph, a graph that disagrees with
+            its sidecar.
+        ConfigError: an unknown precision.
+        MissingDependencyError: openvino is not installed.
+    """
+
+    name = "openvino"
+
+    def __init__(self, onnx_path: str | Path, precision: str | None = None, threads: int | None = None) -> None:
+        if precision is not None and precision not in PRECISIONS:
+            raise ConfigError(f"Unknown OpenVINO precision '{precision}'. Valid: {list(PRECISIONS)} (INT8: pass the "
+                              "`edge-pct calibrate` folder or its model.int8.cpu.onnx)")
+        path = Path(onnx_path)
+        meta = read_sidecar(path)
+        if meta.get("quantization_target") == "tensorrt":
+            cpu = path.with_name(meta.get("cpu_onnx") or "model.int8.cpu.onnx")
+            raise InputFileError(f"'{path}' is the TensorRT Q/DQ graph, which OpenVINO does not compile: pass the CPU "
+                                 f"graph '{cpu}' (or the calibrate folder '{path.parent}')")
+        ov = require("openvino", "openvino")
+        hint = precision or ("bf16" if native_bf16() else "fp32")
+        fix = f"re-export with `edge-pct export --checkpoint PT --out {path}`"
+        self._model = compile_onnx(ov, path, cpu_config(hint, threads), fix)
+        self._decoder = compile_onnx(ov, path.with_name(meta["decoder_onnx"]), cpu_config("fp32", threads), fix)
+        self.meta, self.path = meta, path
+        self.hint: str = hint  # what the float layers run at
+        self.precision: str = "int8" if meta["precision"] == "int8" else hint
+        self.input_size: tuple[int, int] = tuple(meta["input_size"])
+        self.max_batch: int | None = meta["batch"]
+        self._dims = (meta["num_joints"], meta["num_tokens"], meta["codebook_size"])
+        self._outputs = self._check_io(self._model, image_shape(self.input_size), OUTPUT_KEYS)
+        self._decoder_outputs = self._check_io(self._decoder, self._dims[1:], ("joints",))
+        self._request, self._decoder_request = self._model.create_infer_request(), self._decoder.create_infer_request()
+
+    def _check_io(self, compiled: Any, tail: tuple[int, ...], outputs: Sequence[str]) -> list[Any]:
+        """The compiled model's output ports in the order of `outputs`; InputFileError when the graph does not match
+        its sidecar (one input (N, *tail), those outputs)."""
+        inputs = compiled.inputs
+        ports = {name: o for o in compiled.outputs for name in o.get_names()}
+        shape = inputs[0].get_partial_shape() if len(inputs) == 1 else None
+        ok = shape is not None and shape.rank.is_static and len(shape) == len(tail) + 1
+        ok = ok and all(d.is_static and d.get_length() == t for d, t in zip(list(shape)[1:], tail, strict=True))
+        if not ok or not set(outputs) <= set(ports):
+            got = [(i.get_any_name(), str(i.get_partial_shape())) for i in inputs]
+            raise InputFileError(f"'{self.path}' and its sidecar disagree (graph inputs {got}, outputs "
+                                 f"{sorted(ports)}; sidecar: (N, {', '.join(map(str, tail))}) -> {list(outputs)}): "
+                                 f"re-export with `edge-pct export --checkpoint PT --out {self.path}`")
+        return [ports[k] for k in outputs]
+
+    def _run(self, request: Any, ports: list[Any], x: np.ndarray) -> list[np.ndarray]:
+        """One inference for a dynamic batch, chunks of `max_batch` (the last padded) for a fixed one."""
+        b = self.max_batch
+        if b is None:
+            res = request.infer({0: x})
+            return [np.asarray(res[p], np.float32) for p in ports]
+        parts = []
+        for s in range(0, len(x), b):
+            chunk = x[s:s + b]
+            n = len(chunk)
+            if n < b:  # pad with copies of the last row (in-distribution), cut off again below
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
+            res = request.infer({0: chunk})
+            parts.append([np.asarray(res[p][:n], np.float32) for p in ports])
+        return [np.concatenate(p) for p in zip(*parts, strict=True)]
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """images (N, 3, H, W) float32 RGB 0-255 -> joints (N, J, 2) crop px, confidence (N, J), token_probs
+        (N, M, V), all float32."""
+        x = check_array(images, image_shape(self.input_size), "images")
+        if not len(x):
+            return empty_outputs(*self._dims)
+        return dict(zip(OUTPUT_KEYS, self._run(self._request, self._outputs, x), strict=True))
+
+    def decode(self, token_probs: np.ndarray) -> np.ndarray:
+        """token_probs (N, M, V) float32 -> joints (N, J, 2) float32 model-input crop px (FP32 decoder graph)."""
+        p = check_array(token_probs, self._dims[1:], "token_probs")
+        if not len(p):
+            return np.zeros((0, self._dims[0], 2), np.float32)
+        return self._run(self._decoder_request, self._decoder_outputs, p)[0]
