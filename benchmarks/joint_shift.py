@@ -85,7 +85,7 @@ def split_run(onnx: Path, back: Callable[[Any], set[str]], front_precision: str,
             if key[0] not in tail and src.get_node().get_type_name() != "Constant" and key not in seen:
                 seen.add(key)
                 cut.append(src)
-    front_keys = [k for k in outs if outs[k].get_node().get_input_source_output(0).get_node().get_name() not in tail]
+    front_keys = [k for k in outs if outs[k].get_node().get_name() not in tail]
     front = core.compile_model(ov.Model([outs[k] for k in front_keys] + cut, model.get_parameters()), "CPU",
                                cpu_config(front_precision, threads))
     params = []
