@@ -98,7 +98,8 @@ class OpenVinoBackend:
 
     Args:
         onnx_path: the image graph (an FP32 export or `model.int8.cpu.onnx`); sidecar and decoder are found beside it.
-        precision: "fp32" | "bf16" inference precision (module docstring); None: "bf16" on CPUs with native BF16.
+        precision: "fp32" | "bf16" inference precision (module docstring); None: "bf16" on CPUs with native BF16
+            ("fp32" for the FP32 island of an INT8 graph).
         threads: inference threads (default: OpenVINO's choice, one per physical core).
 
     Raises:
@@ -121,7 +122,8 @@ class OpenVinoBackend:
             raise InputFileError(f"'{path}' is the TensorRT Q/DQ graph, which OpenVINO does not compile: pass the CPU "
                                  f"graph '{cpu}' (or the calibrate folder '{path.parent}')")
         ov = require("openvino", "openvino")
-        hint = precision or ("bf16" if native_bf16() else "fp32")
+        int8 = meta["precision"] == "int8"
+        hint = precision or ("bf16" if native_bf16() and not int8 else "fp32")
         fix = f"re-export with `edge-pct export --checkpoint PT --out {path}`"
         self._config = cpu_config(hint, threads)
         self._graph = read_onnx(ov, path, fix)
@@ -129,7 +131,7 @@ class OpenVinoBackend:
         self._decoder = compile_model(read_onnx(ov, decoder, fix), cpu_config("fp32", threads), decoder, fix)
         self.meta, self.path = meta, path
         self.hint: str = hint  # what the float layers run at
-        self.precision: str = "int8" if meta["precision"] == "int8" else hint
+        self.precision: str = "int8" if int8 else hint
         self.input_size: tuple[int, int] = tuple(meta["input_size"])
         self.max_batch: int | None = meta["batch"]
         self._dims = (meta["num_joints"], meta["num_tokens"], meta["codebook_size"])
