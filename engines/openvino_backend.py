@@ -183,7 +183,7 @@ class OpenVinoBackend:
             return ready or self._any_batch
         if n not in self._pending and len(self._pending) < MAX_COMPILED:
             self._pending.add(n)
-            threading.Thread(target=self._compile_in_background, args=(n,), daemon=True,
+            threading.Thread(target=self._compile_in_background, args=(n,), daemon=False,  # a daemon aborts exit
                              name=f"openvino-compile-b{n}").start()
         return self._any_batch
 
