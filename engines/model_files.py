@@ -9,13 +9,14 @@ Without onnxruntime and openvino it falls back to torch. The backend follows the
 
 The rule of `cpu_runtime()` (measured, docs/openvino.md): OpenVINO (BF16; the INT8 CPU graph of a calibrate
 folder) where openvino is installed, the CPU has native BF16 (AMX or AVX-512 BF16) and onnxruntime is not the GPU
-build; else ONNX Runtime.
+build (not for the TensorRT Q/DQ graph, which OpenVINO does not compile); else ONNX Runtime.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
@@ -40,6 +41,17 @@ def cpu_runtime() -> str | None:
     if has["openvino"] and native_bf16() and not _ort_gpu_build():
         return "openvino"
     return "onnxruntime" if has["onnxruntime"] else None
+
+
+def _is_tensorrt_graph(path: Path) -> bool:
+    """Whether `path` is the TensorRT Q/DQ graph of `edge-pct calibrate` (its sidecar says so)."""
+    side = path.with_suffix(".json")
+    if path.suffix.lower() != ".onnx" or not side.is_file():
+        return False
+    try:
+        return json.loads(side.read_text()).get("quantization_target") == "tensorrt"
+    except (OSError, ValueError, AttributeError):
+        return False  # the backend names the broken sidecar
 
 
 def _ort_gpu_build() -> bool:
@@ -91,6 +103,8 @@ def open_backend(model: str | Path | None = None, backend: str | None = None, **
     suffix = path.suffix.lower()
     if backend is None:
         backend = "tensorrt" if suffix == ".engine" else cpu_runtime() or _SUFFIX_BACKEND.get(suffix, "torch")
+        if backend == "openvino" and _is_tensorrt_graph(path):
+            backend = "onnxruntime"  # OpenVINO does not compile the Q/DQ graph; ONNX Runtime runs it (and warns)
     if (backend == "onnxruntime" or backend.startswith("openvino")) and suffix == ".pt":
         path = cached_onnx(path)
     elif backend.startswith("openvino") and suffix != ".onnx":
