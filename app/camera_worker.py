@@ -130,9 +130,9 @@ def _open_default_backend(model: str | None, backend: str | None) -> Any:
 
 
 def _create_default_detector(name: str | None, model: str | None, stream: Any) -> Any:
-    from edge_pct.stream.detectors.factory import create_detector
+    from edge_pct.stream.detectors.factory import stream_detector
 
-    return create_detector(name, model, max_persons=stream.max_persons, max_boxes=stream.detector_boxes)
+    return stream_detector(stream, name, model)
 
 
 class CameraWorker(QObject):

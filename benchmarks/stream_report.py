@@ -6,8 +6,8 @@ the single-person `track` mode.
         --json runs/stream_report.json
 
 Every row runs `edge_pct.stream.bench.run_bench` (what `edge-pct bench` runs); the MediaPipe peer runs on the same
-video in the same process right after our rows. Jitter is the mean joint acceleration per person height
-(`jitter_rel`, x1000 in the table).
+video in the same process right after our rows. Jitter is the mean joint acceleration per person height on
+persons standing still (`jitter_still`, x1000 in the table; edge_pct.stream.steadiness).
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ from edge_pct.core.files import write_text_atomic
 from edge_pct.core.package import DEFAULT_MODEL
 from edge_pct.engines.model_files import open_backend
 from edge_pct.stream.bench import run_bench, run_peer
-from edge_pct.stream.detectors.factory import create_detector
+from edge_pct.stream.detectors.factory import stream_detector
 from edge_pct.stream.pipeline import PosePipeline
 
 
 def _row(video: Path, model: str, detector: str, detector_model: str | None, cfg: StreamConfig, threads: int,
          frames: int | None) -> dict:
     backend = open_backend(model, threads=threads) if Path(model).suffix in (".onnx", ".pt") else open_backend(model)
-    det = create_detector(detector, detector_model, max_persons=cfg.max_persons, max_boxes=cfg.detector_boxes,
-                          threads=threads)
+    det = stream_detector(cfg, detector, detector_model, threads)
     try:
         res = run_bench(video, PosePipeline(backend, det, cfg), max_frames=frames)
     finally:
@@ -78,7 +77,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         infer = r["stage_ms"]["infer"] if "stage_ms" in r else float("nan")
-        jitter = r.get("jitter_rel", float("nan")) * 1000
+        jitter = (r.get("jitter_still") or float("nan")) * 1000
         print(f"| {r['video']} | {r['model']} | {r.get('detector', '')} | {r.get('variant', '')} | {r['fps']:.1f} | "
               f"{r['persons_per_frame']:.2f} | {r['poses_per_s']:.1f} | {infer:.1f} | {jitter:.2f} | "
               f"{r.get('tracks', '')} | {r.get('overlap_frames', '')} |")

@@ -52,14 +52,12 @@ class PoseEstimator:
                  smoothing: bool | None = None, threads: int | None = None,
                  config: StreamConfig | None = None) -> None:
         from edge_pct.engines.model_files import open_backend
-        from edge_pct.stream.detectors.factory import create_detector
+        from edge_pct.stream.detectors.factory import stream_detector
 
         given = {"max_persons": max_persons, "smoothing": smoothing}
         cfg = dataclasses.replace(config or StreamConfig(), **{k: v for k, v in given.items() if v is not None})
         pose_backend = open_backend(model, backend, **({"threads": threads} if threads else {}))
-        person_detector = create_detector(detector or cfg.detector or None,
-                                          detector_model or cfg.detector_model or None, max_persons=cfg.max_persons,
-                                          max_boxes=cfg.detector_boxes, threads=threads)
+        person_detector = stream_detector(cfg, detector, detector_model, threads)
         self._assemble(pose_backend, person_detector, cfg)
 
     @classmethod

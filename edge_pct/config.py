@@ -201,11 +201,24 @@ class StreamConfig:
 
     detector: str = ""  # "track", "onnx" or "mediapipe"; "" = onnx/mediapipe when a detector model is set, else track
     detector_model: str = ""  # YOLOX .onnx/.engine or PoseLandmarker .task; "" = $EDGE_PCT_DETECTOR_MODEL if set
-    max_persons: int = 5
-    # Boxes a box detector (YOLOX) hands the tracker per run. More than max_persons: the tracker keeps every
-    # matched track first, so a tracked person outside the best max_persons boxes keeps the id (street.avi, 205
-    # frames, with matching on the last detector box: 69 tracks at 5 boxes, 61 at 15).
-    detector_boxes: int = 15
+    # Pose budget: most persons posed per frame. Tracked persons keep their place; new ones are admitted largest
+    # box first (nearest the camera). Persons the detector saw beyond it are counted (`unposed`), never silently.
+    max_persons: int = 32
+    # Time budget of the pose stage (crop + infer + post) per frame in ms; 0 = off. When all tracks would not fit
+    # (at the per-person time measured on this stream), the largest boxes are posed and the rest wait a frame,
+    # counted as `unposed` in the result, the bench summary and the app's HUD.
+    pose_budget_ms: float = 0.0
+    # Two-stage association (ByteTrack): detections scoring at least new_track_score start tracks; weaker ones down
+    # to detector_score only keep existing tracks alive (a person half hidden in a crowd keeps the id). With
+    # missed_detections, the detector runs in a row that may miss a live track before it ends (its box meanwhile
+    # comes from its pose). vtest.avi frames 1-300 against the hand-checked ids (benchmarks/identity.py): at 0.3 / 3
+    # IDF1 0.461, 33 id switches, 37 ids; at 0.5 / 6 0.553, 23, 22; at 0.6 / 6 0.541, 23, 21.
+    detector_score: float = 0.1
+    new_track_score: float = 0.5
+    missed_detections: int = 6
+    # Seconds an ended track is remembered: a confident detection where it would be by now (its box moved on at
+    # its last speed) takes the old id back instead of a new one.
+    lost_memory_s: float = 1.0
     detect_every: int = 10  # frames between detector runs (model detectors; 0 = only when no track is left)
     redetect_score: float = 0.5  # run the detector on the next frame when a track's mean confidence drops below
     # Drop a track whose mean confidence falls below this. The shipped model's mean confidence on real persons
@@ -226,6 +239,24 @@ class StreamConfig:
     # Share of the new frame in a per-track token-probability average (1.0 = off). Below 1 the joints are decoded
     # from the averaged tokens alone: a `model.refine = "heatmap"` model loses its heatmap refinement then.
     token_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Reject values the pipeline cannot run with, one line each (the CLI turns it into exit 2)."""
+        at_least_one = ("max_persons", "lost_frames", "missed_detections")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"stream.{name}={getattr(self, name)} is invalid: use a whole number >= 1")
+        for name in ("pose_budget_ms", "lost_memory_s", "min_cutoff_hz", "beta"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"stream.{name}={getattr(self, name)} is invalid: use a value >= 0 (0 = off)")
+        for name in ("detector_score", "new_track_score", "redetect_score", "lost_score", "joint_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"stream.{name}={getattr(self, name)} is out of range: use a value in [0, 1]")
+        if self.detector_score > self.new_track_score:
+            raise ConfigError(f"stream.detector_score={self.detector_score} is above stream.new_track_score="
+                              f"{self.new_track_score}: weak detections must score below confident ones")
+        if not 0.0 < self.token_weight <= 1.0:
+            raise ConfigError(f"stream.token_weight={self.token_weight} is out of range: use a value in (0, 1]")
 
 
 @dataclass(frozen=True)

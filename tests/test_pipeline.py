@@ -102,6 +102,33 @@ def test_a_model_detector_runs_on_schedule_and_when_confidence_drops():
     assert det.calls == 5
 
 
+def test_every_detected_person_is_posed_or_counted_and_a_pose_budget_poses_the_largest_first():
+    boxes = np.array([[0, 30, 30, 90, 0.9], [50, 20, 100, 100, 0.9], [120, 40, 140, 80, 0.9]], np.float32)
+    frame = _frame(None)
+    for x1, y1, x2, y2, _ in boxes.astype(int):
+        cv2.rectangle(frame, (x1 + 8, y1 + 8), (x2 - 8, y2 - 8), (255, 255, 255), -1)
+    capped = PosePipeline(BlobBackend(), CountingDetector(boxes), StreamConfig(smoothing=False, max_persons=2))
+    res = capped.process(frame, 0.0)
+    assert (len(res.persons), res.unposed) == (2, 1)  # the cap is visible, not silent
+    everyone = PosePipeline(BlobBackend(), CountingDetector(boxes), StreamConfig(smoothing=False))
+    assert (len(everyone.process(frame, 0.0).persons), everyone.process(frame, 0.1).unposed) == (3, 0)
+    tight = PosePipeline(BlobBackend(), CountingDetector(boxes), StreamConfig(smoothing=False, pose_budget_ms=1e-6))
+    assert len(tight.process(frame, 0.0).persons) == 3  # the first frame measures the per-person time
+    res = tight.process(frame, 0.1)
+    assert (len(res.persons), res.unposed) == (1, 2)
+    assert res.persons[0].box[2] - res.persons[0].box[0] > 40  # the largest (nearest) person is the one posed
+
+
+@pytest.mark.parametrize("key, value", [("max_persons", 0), ("pose_budget_ms", -1), ("missed_detections", 0),
+                                        ("detector_score", 0.7)])
+def test_stream_values_the_pipeline_cannot_run_with_exit_2_with_one_line(key, value, capsys):
+    from edge_pct.cli import main
+
+    code = main(["bench", "--video", "missing.avi", "--set", f"stream.{key}={value}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"stream.{key}" in err
+
+
 def test_smoothing_keeps_a_still_pose_steady():
     rng = np.random.default_rng(0)
     raw = PosePipeline(BlobBackend(), CentreRoiDetector(), StreamConfig(smoothing=False))

@@ -4,8 +4,10 @@ Stages (milliseconds per frame, mean): decode (reading the frame), detect, crop,
 tracking, smoothing), draw (overlay, only with --save). FPS and poses per second count the whole loop.
 With a peer (MediaPipe PoseLandmarker, num_poses = our max persons) the same video is decoded and run
 again in the same process, so both numbers come from one run on one machine.
-Jitter: mean frame-to-frame joint acceleration of our output tracks (`edge_pct.stream.filters`), in px and
-per person height, so runs with and without smoothing compare directly.
+Identity: track ids, fragmentation (distinct ids / mean persons per frame: 1.0 = every person kept one id) and ids
+born per 100 frames. Steadiness (`edge_pct.stream.steadiness`): jitter on persons standing still (joint acceleration
+per person height) and the smoother's lag behind the raw joints, in frames; the peer's jitter from the same rule.
+Unposed: persons seen (tracked, or detected beyond max_persons) but given no pose, per frame.
 Overlap frames: frames showing two skeletons whose pose boxes overlap by the tracker's duplicate IoU (0.6), i.e.
 what looks like one person drawn twice (`Tracker._duplicates` keeps such tracks when the detector saw two people).
 """
@@ -22,9 +24,9 @@ import numpy as np
 from edge_pct.core.errors import InputFileError
 from edge_pct.core.geometry import box_iou
 from edge_pct.core.report import Row, progress
-from edge_pct.stream.filters import mean_acceleration
 from edge_pct.stream.pipeline import STAGES, PersonPose, PosePipeline
 from edge_pct.stream.sources import FileSource
+from edge_pct.stream.steadiness import TrackSeries, link_poses, steadiness
 from edge_pct.stream.tracking import box_from_pose
 
 log = logging.getLogger(__name__)
@@ -33,14 +35,14 @@ log = logging.getLogger(__name__)
 def run_bench(
     video: str | Path, pipeline: PosePipeline, save: str | Path | None = None, max_frames: int | None = None
 ) -> dict:
-    """Process every frame of `video` (up to `max_frames`); returns fps, frames, persons_per_frame,
-    poses_per_s, stage_ms{decode, detect, crop, infer, post, draw}, detector_runs, tracks, overlap_frames,
-    jitter_px, jitter_rel."""
+    """Process every frame of `video` (up to `max_frames`); returns fps, frames, persons_per_frame, unposed_per_frame,
+    poses_per_s, stage_ms{decode, detect, crop, infer, post, draw}, detector_runs, tracks, fragmentation,
+    ids_per_100_frames, overlap_frames, jitter_still, lag_frames."""
     from edge_pct.stream.overlay import draw_persons
 
     totals = defaultdict(float)
-    persons = detector_runs = frames = overlap_frames = 0
-    tracks: dict[int, dict[int, tuple[np.ndarray, float]]] = defaultdict(dict)  # id -> frame -> (joints, height)
+    persons = unposed = detector_runs = frames = overlap_frames = 0
+    tracks: dict[int, TrackSeries] = defaultdict(dict)
     pipeline.reset()
     tmp = _temp_video_path(save) if save else None
     writer = bar = None
@@ -61,11 +63,12 @@ def run_bench(
                 frames += 1
                 bar.update()
                 persons += len(result.persons)
+                unposed += result.unposed
                 detector_runs += result.detected
                 overlap_frames += _shows_overlap(result.persons, pipeline.tracker.duplicate_iou,
                                                  pipeline.cfg.joint_threshold)
                 for p in result.persons:
-                    tracks[p.track_id][frame.index] = (p.joints, float(p.box[3] - p.box[1]))
+                    tracks[p.track_id][frame.index] = (p.joints, p.raw_joints, float(p.box[3] - p.box[1]))
                 if tmp is not None:
                     t1 = time.perf_counter()
                     image = draw_persons(frame.image.copy(), result.persons, pipeline.cfg.joint_threshold)
@@ -84,20 +87,22 @@ def run_bench(
             writer.release()
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    jitter_px, jitter_rel = _jitter(tracks)
     frames_div = max(frames, 1)
+    per_frame = persons / frames_div
     return {
         "video": str(video),
         "frames": frames,
         "fps": frames / seconds if seconds else 0.0,
-        "persons_per_frame": persons / frames_div,
+        "persons_per_frame": per_frame,
+        "unposed_per_frame": unposed / frames_div,
         "poses_per_s": persons / seconds if seconds else 0.0,
         "stage_ms": {k: totals[k] / frames_div for k in ("decode", *STAGES, "draw")},
         "detector_runs": detector_runs,
         "tracks": len(tracks),
+        "fragmentation": len(tracks) / per_frame if per_frame else 0.0,
+        "ids_per_100_frames": 100 * len(tracks) / frames_div,
         "overlap_frames": overlap_frames,
-        "jitter_px": jitter_px,
-        "jitter_rel": jitter_rel,
+        **steadiness(tracks),
         "backend": pipeline.backend.name,
         "graph": str(getattr(pipeline.backend, "path", "")) or None,  # the file ONNX Runtime / TensorRT runs
         "precision": pipeline.backend.precision,
@@ -109,17 +114,21 @@ def run_bench(
 
 
 def run_peer(video: str | Path, task: str | Path, num_poses: int, max_frames: int | None = None) -> dict:
-    """MediaPipe PoseLandmarker (video mode) over the same frames: fps, persons_per_frame, poses_per_s."""
+    """MediaPipe PoseLandmarker (video mode) over the same frames: fps, persons_per_frame, poses_per_s, and the
+    jitter_still of its poses linked into tracks by `link_poses` (it gives no ids)."""
     from edge_pct.peers.mediapipe import MediaPipePose
 
     persons = frames = 0
+    poses: list[list[np.ndarray]] = []
     with FileSource(video) as source, MediaPipePose(task, num_poses=num_poses, mode="video") as peer:
         start = time.perf_counter()
         while max_frames is None or frames < max_frames:
             frame = source.read()
             if frame is None:
                 break
-            persons += len(peer.estimate_frame(frame.image, int(frame.timestamp_ms)))
+            found = peer.estimate_frame(frame.image, int(frame.timestamp_ms))
+            poses.append([p["joints"] for p in found])
+            persons += len(found)
             frames += 1
         seconds = time.perf_counter() - start
     return {
@@ -129,6 +138,7 @@ def run_peer(video: str | Path, task: str | Path, num_poses: int, max_frames: in
         "fps": frames / seconds if seconds else 0.0,
         "persons_per_frame": persons / max(frames, 1),
         "poses_per_s": persons / seconds if seconds else 0.0,
+        "jitter_still": steadiness(link_poses(poses))["jitter_still"],
     }
 
 
@@ -148,11 +158,18 @@ def summary_rows(res: dict) -> list[Row]:
              ("persons / frame", both(res["persons_per_frame"], peer and peer["persons_per_frame"])),
              ("poses / s", both(res["poses_per_s"], peer and peer["poses_per_s"]))]
     rows += [(f"ms / frame: {k}", v) for k, v in res["stage_ms"].items() if v]
-    rows += [("detector runs", res["detector_runs"]), ("track ids", res["tracks"]),
-             ("jitter (x1000 box h)", res["jitter_rel"] * 1e3)]
+    rows += [("unposed / frame", res["unposed_per_frame"]), ("detector runs", res["detector_runs"]),
+             ("track ids", res["tracks"]), ("fragmentation (ids / persons)", res["fragmentation"]),
+             ("ids born / 100 frames", res["ids_per_100_frames"]),
+             ("jitter still (x1000 box h)", both(_milli(res["jitter_still"]), peer and _milli(peer["jitter_still"]))),
+             ("smoother lag (frames)", res["lag_frames"])]
     if res.get("saved"):
         rows.append(("saved", res["saved"]))
     return rows
+
+
+def _milli(value: float | None) -> float | None:
+    return None if value is None else value * 1e3
 
 
 def _shows_overlap(persons: list[PersonPose], iou: float, threshold: float) -> bool:
@@ -161,22 +178,6 @@ def _shows_overlap(persons: list[PersonPose], iou: float, threshold: float) -> b
         return False
     boxes = np.stack([box_from_pose(p.joints, p.confidence, threshold) for p in persons])
     return bool(np.triu(box_iou(boxes, boxes) >= iou, k=1).any())
-
-
-def _jitter(tracks: dict[int, dict[int, tuple[np.ndarray, float]]]) -> tuple[float, float]:
-    """Mean joint acceleration over all tracks (px / frame^2) and the same divided by person height."""
-    acc_px, acc_rel = [], []
-    for frames in tracks.values():
-        idx = np.array(sorted(frames))
-        if len(idx) < 3:
-            continue
-        joints = np.full((idx[-1] - idx[0] + 1, *frames[idx[0]][0].shape), np.nan, np.float32)
-        heights = np.full(len(joints), np.nan, np.float32)
-        for i in idx:
-            joints[i - idx[0]], heights[i - idx[0]] = frames[i]
-        acc_px.append(mean_acceleration(joints))
-        acc_rel.append(mean_acceleration(joints, heights))
-    return (float(np.mean(acc_px)) if acc_px else 0.0), (float(np.mean(acc_rel)) if acc_rel else 0.0)
 
 
 def _temp_video_path(save: str | Path) -> Path:

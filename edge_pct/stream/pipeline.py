@@ -5,6 +5,9 @@ Per frame (docs/design.md, data flow):
           confidence drops below `redetect_score`; the model-free `track` detector only when no track is
           alive. In between each track's box comes from its own last pose.
   crop    one affine warp per track to the model input (the crop code of training and evaluation).
+  budget  every track is posed, up to `max_persons` tracks (new persons admitted largest box first); with
+          `pose_budget_ms` set, only as many as fit in it at the per-person time measured on this stream, largest
+          first. Persons left without a pose this frame are counted in `FrameResult.unposed`, never dropped silently.
   infer   all crops of the frame in ONE backend call (batched over persons).
   post    optional per-track token-probability smoothing + the backend's decoder, crop -> image coords,
           One-Euro per track, next boxes, lost and duplicate tracks dropped.
@@ -43,6 +46,7 @@ class PersonPose:
     joints: np.ndarray  # (17, 2) float32, filtered when smoothing is on
     confidence: np.ndarray  # (17,) in [0, 1]
     score: float  # mean joint confidence
+    raw_joints: np.ndarray | None = None  # (17, 2) float32 as the model gave them (before the filter)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class FrameResult:
     persons: list[PersonPose]
     stage_ms: dict[str, float]  # milliseconds per stage in STAGES
     detected: bool  # whether the detector ran on this frame
+    unposed: int = 0  # persons seen (tracked, or detected beyond max_persons) but not posed this frame
 
 
 class PosePipeline:
@@ -62,13 +67,16 @@ class PosePipeline:
 
     def reset(self) -> None:
         c = self.cfg
-        filter_args = {"min_cutoff_hz": c.min_cutoff_hz, "beta": c.beta} if c.smoothing else None
+        filter_args = ({"min_cutoff_hz": c.min_cutoff_hz, "beta": c.beta, "confidence_ref": c.joint_threshold}
+                       if c.smoothing else None)
         token_weight = c.token_weight if c.token_weight < 1.0 else None
         self.tracker = Tracker(
             lost_score=c.lost_score, lost_frames=c.lost_frames, max_tracks=c.max_persons, filter_args=filter_args,
-            token_weight=token_weight, joint_threshold=c.joint_threshold,
+            token_weight=token_weight, joint_threshold=c.joint_threshold, new_track_score=c.new_track_score,
+            missed_detections=c.missed_detections, lost_memory_s=c.lost_memory_s,
         )
         self._since_detect = 0
+        self._ms_per_person: float | None = None  # crop + infer + post per posed person, running mean
 
     def _needs_detection(self) -> bool:
         tracks = self.tracker.tracks
@@ -84,14 +92,15 @@ class PosePipeline:
         t0 = time.perf_counter()
         detected = self._needs_detection()
         if detected:
-            self.tracker.assign(self.detector(frame))
+            self.tracker.assign(self.detector(frame), t_s)
             self._since_detect = 0
         self._since_detect += 1
-        tracks = list(self.tracker.tracks)
+        tracks = self._within_budget(list(self.tracker.tracks))
+        unposed = len(self.tracker.tracks) - len(tracks) + self.tracker.unadmitted
         t1 = time.perf_counter()
         ms["detect"] = (t1 - t0) * 1e3
         if not tracks:
-            return FrameResult([], ms, detected)
+            return FrameResult([], ms, detected, unposed)
 
         mats = self._crop_affines(tracks)
         images = to_model_input(warp_crops(frame, mats, self.backend.input_size))
@@ -103,13 +112,25 @@ class PosePipeline:
         boxes = [t.box for t in tracks]
         self.tracker.update(tracks, joints, out["confidence"], t_s)
         persons = [
-            PersonPose(t.track_id, box, t.joints, t.confidence, t.score)
+            PersonPose(t.track_id, box, t.joints, t.confidence, t.score, t.raw_joints)
             for t, box in zip(tracks, boxes, strict=True)
             if t in self.tracker.tracks and t.visible
         ]
         t4 = time.perf_counter()
         ms.update(crop=(t2 - t1) * 1e3, infer=(t3 - t2) * 1e3, post=(t4 - t3) * 1e3)
-        return FrameResult(persons, ms, detected)
+        per_person = (t4 - t1) * 1e3 / len(tracks)
+        self._ms_per_person = per_person if self._ms_per_person is None else (
+            0.9 * self._ms_per_person + 0.1 * per_person)
+        return FrameResult(persons, ms, detected, unposed)
+
+    def _within_budget(self, tracks: list[Track]) -> list[Track]:
+        """The tracks to pose this frame: all of them, or with `pose_budget_ms` as many as fit in it at the measured
+        per-person time (at least one), largest boxes first."""
+        budget = self.cfg.pose_budget_ms
+        if budget <= 0 or self._ms_per_person is None or len(tracks) * self._ms_per_person <= budget:
+            return tracks
+        fit = max(1, int(budget / self._ms_per_person))
+        return sorted(tracks, key=lambda t: -t.area)[:fit]
 
     def _crop_affines(self, tracks: list[Track]) -> np.ndarray:
         """Image -> crop affines (P, 2, 3) for the tracks' boxes, at the model's aspect ratio."""

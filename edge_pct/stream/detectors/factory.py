@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_pct.config import StreamConfig
 from edge_pct.core.errors import ConfigError
 from edge_pct.core.geometry import check_frame
 from edge_pct.core.package import DEFAULT_DETECTOR
@@ -125,7 +126,8 @@ def create_detector(
             YOLOX-Nano. Ignored by "track".
         max_persons: most boxes per frame.
         max_boxes: "onnx" only: most boxes per frame instead of max_persons. The pipeline asks for more
-            (`stream.detector_boxes`) so that a tracked person outside the best max_persons boxes keeps the track.
+            (`stream_detector`): weak boxes keep tracks alive, and a tracked person outside the best max_persons
+            boxes keeps the track.
         score_threshold: person score cut in [0, 1] ("onnx": default 0.3; "mediapipe": its detection confidence,
             default 0.5). Ignored by "track".
         backend: "onnx" only: "onnxruntime" | "tensorrt"; None picks it from the suffix (.engine -> tensorrt).
@@ -156,3 +158,14 @@ def create_detector(
     if score_threshold is None:
         return MediaPipeDetector(path, max_persons=max_persons)
     return MediaPipeDetector(path, max_persons=max_persons, min_detection_confidence=score_threshold)
+
+
+def stream_detector(cfg: StreamConfig, name: str | None = None, model: str | Path | None = None,
+                    threads: int | None = None) -> Detector:
+    """The detector of a streaming pipeline on config `cfg`: `name` / `model` or the config's, a box detector
+    keeping boxes down to `cfg.detector_score` (the tracker's weak second stage), up to 2 x max_persons of them."""
+    kind, _ = _resolve(name or cfg.detector or None, model or cfg.detector_model or None)
+    score = cfg.detector_score if kind == "onnx" else None
+    return create_detector(name or cfg.detector or None, model or cfg.detector_model or None,
+                           max_persons=cfg.max_persons, max_boxes=2 * cfg.max_persons, score_threshold=score,
+                           threads=threads)
