@@ -102,13 +102,15 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class FrameStats:
-    """Numbers of one processed frame: source frame index, loop FPS, stage ms (STAGES), persons, live drops."""
+    """Numbers of one processed frame: source frame index, loop FPS, stage ms (STAGES), persons, live drops, and
+    persons seen but not posed (beyond stream.max_persons or the pose time budget)."""
 
     index: int
     fps: float
     stage_ms: dict[str, float]
     persons: int
     frames_dropped: int
+    unposed: int = 0
 
 
 def to_qimage(image: np.ndarray) -> QImage:
@@ -403,7 +405,8 @@ class CameraWorker(QObject):
         now = time.monotonic()
         self._times.append(now)
         fps = (len(self._times) - 1) / (self._times[-1] - self._times[0]) if len(self._times) > 1 else 0.0
-        stats = FrameStats(index, fps, result.stage_ms, len(result.persons), self._source.frames_dropped)
+        stats = FrameStats(index, fps, result.stage_ms, len(result.persons), self._source.frames_dropped,
+                           result.unposed)
         render_overlay(image, result, self.cfg.stream.joint_threshold, self.cfg.show_boxes)
         self._last_image = image
         if self._recorder is not None:

@@ -58,11 +58,13 @@ SHORTCUTS = (  # (action name, keys, menu label, help text): one table for the a
 
 
 def hud_lines(stats: FrameStats, info: SessionInfo) -> list[str]:
-    """The HUD text: FPS, per-stage latency (ms), persons, backend / precision / detector."""
+    """The HUD text: FPS, per-stage latency (ms), persons (and those left unposed by the budget), backend /
+    precision / detector."""
     stages = "  ".join(f"{k} {stats.stage_ms.get(k, 0.0):.1f}" for k in STAGES)
     fps = f"{stats.fps:5.1f}" if stats.fps > 0 else "   --"  # unknown until two frames were timed
+    unposed = f" (+{stats.unposed} over budget, not posed)" if stats.unposed else ""
     return [
-        f"FPS {fps}   persons {stats.persons}",
+        f"FPS {fps}   persons {stats.persons}{unposed}",
         f"{stages} ms",
         f"{info.backend} {info.precision} | detector {info.detector}",
     ]

@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="engine path (default: <onnx stem>.<precision>.engine beside the ONNX)")
     p.add_argument("--calib-cache", help="calib.cache of `edge-pct calibrate`: INT8 from a plain ONNX, TensorRT <= 10")
     p.add_argument("--workspace-gb", type=float, default=2.0, help="builder workspace limit in GiB (default: 2)")
-    p.add_argument("--max-batch", type=int, default=8, help="largest batch of a dynamic-batch ONNX (default: 8)")
+    p.add_argument("--max-batch", type=int, default=32,
+                   help="largest batch (persons per call) of a dynamic-batch ONNX (default: 32, stream.max_persons)")
     p.add_argument("--timing-cache", help="TensorRT timing cache file: read if present, then updated (faster rebuilds)")
     p.set_defaults(func=_cmd_build)
 

@@ -140,7 +140,7 @@ def _read_sidecar(onnx: Path) -> dict[str, Any] | None:
 
 
 def build_engine(onnx: str | Path, precision: str, out: str | Path | None = None, workspace_gb: float = 2.0,
-                 max_batch: int = 8, timing_cache: str | Path | None = None,
+                 max_batch: int = 32, timing_cache: str | Path | None = None,
                  calib_cache: str | Path | None = None) -> dict[str, Any]:
     """Compile `onnx` into a TensorRT engine for this GPU and write it with its manifest.
 

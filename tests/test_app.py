@@ -291,3 +291,14 @@ def test_without_pyqt6_the_app_command_names_the_extra():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip() == "edge-pct app: error: 'PyQt6' is not installed: pip install 'edge-pct[app]'"
+
+
+def test_the_hud_says_how_many_persons_the_budget_left_unposed():
+    from app.camera_worker import FrameStats, SessionInfo
+    from app.main_window import hud_lines
+
+    fields = {f.name: "x" for f in dataclasses.fields(SessionInfo)}
+    info = SessionInfo(**fields)
+    seen = hud_lines(FrameStats(0, 30.0, {}, 32, 0, unposed=5), info)[0]
+    assert "persons 32" in seen and "+5" in seen
+    assert "+" not in hud_lines(FrameStats(0, 30.0, {}, 3, 0), info)[0]

@@ -16,6 +16,7 @@ Occluded and out-of-frame joints keep the decoder's position (PCT's prior) with 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ from edge_pct.core.geometry import (
 from edge_pct.engines.runtime import PoseBackend
 from edge_pct.stream.detectors.base import Detector
 from edge_pct.stream.tracking import Track, Tracker
+
+log = logging.getLogger(__name__)
 
 STAGES = ("detect", "crop", "infer", "post")
 
@@ -63,6 +66,10 @@ class PosePipeline:
     def __init__(self, backend: PoseBackend, detector: Detector, cfg: StreamConfig | None = None) -> None:
         self.backend, self.detector = backend, detector
         self.cfg = cfg or StreamConfig()
+        if backend.max_batch is not None and backend.max_batch < self.cfg.max_persons:
+            log.warning("the %s model takes at most %d persons per call: a frame with more runs in several calls "
+                        "(export with a dynamic batch, or build the engine with --max-batch %d)", backend.name,
+                        backend.max_batch, self.cfg.max_persons)
         self.reset()
 
     def reset(self) -> None:
