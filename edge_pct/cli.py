@@ -55,6 +55,18 @@ def _cmd_eval_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tokens(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from edge_pct.core.report import emit_result
+    from edge_pct.tokens.survey import TokenSurveyOptions, summary_rows, survey_tokens
+
+    names = {f.name for f in dataclasses.fields(TokenSurveyOptions)}
+    res = survey_tokens(args.out, TokenSurveyOptions(**{k: v for k, v in vars(args).items() if k in names}))
+    emit_result(res, args.json, summary_rows(res), f"edge-pct tokens: {args.out}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from edge_pct.config import config_to_dict, load_config
     from edge_pct.models.factory import MODEL_VARIANTS
@@ -194,6 +206,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the joint hiding")
     p.add_argument("--flip", action="store_true", help="average with the reconstruction of the mirrored pose")
     p.set_defaults(func=_cmd_eval_tokenizer)
+
+    p = sub.add_parser("tokens", help="token explorer: pictures of what each token does + its locality on COCO poses")
+    p.add_argument("--out", required=True, help="folder for the PNGs and locality.json")
+    p.add_argument("--checkpoint", default=str(DEFAULT_TOKENIZER), help="tokenizer .pt (default: the shipped one)")
+    p.add_argument("--coco-ann", help="COCO keypoints json of the real poses (default: "
+                   "$EDGE_PCT_DATA or ../shared/data, coco/person_keypoints_val2017.json)")
+    p.add_argument("--image", help="token-map pose from this picture, through the image model (default: a COCO person)")
+    p.add_argument("--video", help="token-map pose from a frame of this video, through the image model")
+    p.add_argument("--frame", type=int, default=0, help="frame index of --video (default: 0)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="image model .pt for --image / --video")
+    p.add_argument("--person", type=int, help="token-map pose: index among the measured COCO persons")
+    p.add_argument("--token", type=int, help="token of swap_token<T>.png (default: the most local one)")
+    p.add_argument("--swaps", type=int, default=8, help="other codes drawn in swap_token<T>.png (default: 8)")
+    p.add_argument("--k", type=int, default=4, help="swaps per token and pose in the measurement (default: 4)")
+    p.add_argument("--min-joints", type=int, default=10, help="measure persons with this many labeled joints")
+    p.add_argument("--max-poses", type=int, default=0, help="measure at most this many persons (default: all)")
+    p.add_argument("--threshold", type=float, default=0.05, help="a joint moves beyond this share of the box size")
+    p.add_argument("--ae-steps", type=int, default=0,
+                   help="also train a plain autoencoder of the same size for this many steps (600: ~4 min on 2 cores) "
+                   "and measure it the same way")
+    p.add_argument("--ae-poses", help="its training poses (default: person_keypoints_train2017.npz beside --coco-ann)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the swaps and the baseline")
+    p.set_defaults(func=_cmd_tokens)
 
     p = sub.add_parser("train", help="train the image model (PCT stage 2) on person crops")
     p.add_argument("--config", help="TOML config, e.g. configs/pct_lite.toml")
