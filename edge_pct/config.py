@@ -56,6 +56,18 @@ class TokenizerConfig:
     coord_scale: float = 64.0
 
 
+def check_ranges(section: str, cfg: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+                 unit: tuple[str, ...] = ()) -> None:
+    """ConfigError (one line, with the allowed range) for the first field of `cfg` outside its range: `positive`
+    > 0, `non_negative` >= 0, `unit` in [0, 1]. Checked when a config is built, before any work starts."""
+    rules = [(n, lambda v: v > 0, "> 0") for n in positive] + [(n, lambda v: v >= 0, ">= 0") for n in non_negative]
+    rules += [(n, lambda v: 0 <= v <= 1, "in [0, 1]") for n in unit]
+    for name, ok, allowed in rules:
+        value = getattr(cfg, name)
+        if not ok(value):
+            raise ConfigError(f"{section}.{name}={value} is out of range: use a value {allowed}")
+
+
 @dataclass(frozen=True)
 class PoseAugment:
     """Top-down crop augmentation strengths, the section both trainers share (flat in TOML: `train.rot_prob`,
@@ -68,6 +80,12 @@ class PoseAugment:
     shift_prob: float = 0.0
     shift_factor: float = 0.0  # of the box size
     half_body_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_ranges(self.section, self, non_negative=("rot_sigma", "scale_sigma", "shift_factor"),
+                     unit=("flip_prob", "rot_prob", "shift_prob", "half_body_prob"))
+
+    section = "augment"  # the TOML section a subclass lives in (for messages)
 
     def augmentation(self) -> PoseAugment:
         """These strengths alone (a training config is a PoseAugment with more fields)."""
@@ -102,6 +120,14 @@ class TokenizerTrainConfig(PoseAugment):
     num_threads: int = 0  # torch CPU threads; 0 = torch default
     checkpoint_every: int = 500  # iterations between checkpoints (resume points)
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0 = no limit
+
+    section = "tokenizer_train"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self.section, self, positive=("epochs", "batch_size", "lr", "checkpoint_every", "padding"),
+                     non_negative=("weight_decay", "warmup_iters", "min_lr_ratio", "commit_weight", "num_threads",
+                                   "max_minutes"), unit=("keep_prob",))
 
 
 @dataclass(frozen=True)
@@ -194,6 +220,16 @@ class TrainConfig(PoseAugment):
     checkpoint_every: int = 500
     max_minutes: float = 0.0
 
+    section = "train"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self.section, self, positive=("epochs", "batch_size", "lr", "checkpoint_every", "padding",
+                                                   "coco_repeat", "coco_crops_repeat"),
+                     non_negative=("weight_decay", "warmup_iters", "min_lr_ratio", "ce_weight", "joint_weight",
+                                   "vis_weight", "heatmap_weight", "workers", "num_threads", "max_minutes"),
+                     unit=("color_prob", "sharpen_prob", "occlusion_prob"))
+
 
 @dataclass(frozen=True)
 class StreamConfig:
@@ -242,16 +278,9 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         """Reject values the pipeline cannot run with, one line each (the CLI turns it into exit 2)."""
-        at_least_one = ("max_persons", "lost_frames", "missed_detections")
-        for name in at_least_one:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"stream.{name}={getattr(self, name)} is invalid: use a whole number >= 1")
-        for name in ("pose_budget_ms", "lost_memory_s", "min_cutoff_hz", "beta"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"stream.{name}={getattr(self, name)} is invalid: use a value >= 0 (0 = off)")
-        for name in ("detector_score", "new_track_score", "redetect_score", "lost_score", "joint_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"stream.{name}={getattr(self, name)} is out of range: use a value in [0, 1]")
+        check_ranges("stream", self, positive=("max_persons", "lost_frames", "missed_detections", "padding"),
+                     non_negative=("pose_budget_ms", "lost_memory_s", "min_cutoff_hz", "beta", "detect_every"),
+                     unit=("detector_score", "new_track_score", "redetect_score", "lost_score", "joint_threshold"))
         if self.detector_score > self.new_track_score:
             raise ConfigError(f"stream.detector_score={self.detector_score} is above stream.new_track_score="
                               f"{self.new_track_score}: weak detections must score below confident ones")
@@ -350,6 +379,12 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"Override '{item}' sets inside '{part}', which an earlier override set to a value: "
+                                  "keep one of the two")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"Override '{item}' replaces the section '{key.strip()}' set by an earlier override: "
+                              "keep one of the two")
         node[parts[-1]] = value
     return nested
 

@@ -87,3 +87,24 @@ def read_json_artifact(path: Path, what: str, required: set[str], writer: str, f
     if missing:
         raise InputFileError(f"{what} '{path}' lacks {missing}: it was not written by {writer}; {fix}")
     return data
+
+
+def check_output_path(path: str | Path, folder: bool = False) -> None:
+    """InputFileError (one line, before any work) when `path` cannot be written: a part of it is an existing file,
+    it is an existing folder where a file is wanted (or a file where a folder is), or the nearest existing folder
+    is not writable. Missing folders are fine (the writers create them)."""
+    import os
+
+    from edge_pct.core.errors import InputFileError
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        want = "a folder" if folder else "a file name"
+        raise InputFileError(f"Output '{path}' is {'a file' if folder else 'a folder'}: give {want}")
+    existing = path if folder and path.exists() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputFileError(f"Output '{path}': '{existing}' is a file, not a folder: choose a path inside a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputFileError(f"Output '{path}': no permission to write in '{existing}': choose a writable folder")

@@ -16,6 +16,13 @@ from edge_pct.core.errors import InputFileError
 from edge_pct.data.persons import PersonSet
 
 
+def _labelled(persons: PersonSet, path: Path) -> PersonSet:
+    """`persons`, or an InputFileError when there is none (nothing to train on or score)."""
+    if not len(persons):
+        raise InputFileError(f"'{path}' has no person with a labelled joint: pass COCO person keypoint annotations")
+    return persons
+
+
 def _check_shapes(kpts: np.ndarray, boxes: np.ndarray, path: Path) -> None:
     if kpts.ndim != 3 or kpts.shape[1:] != (17, 3) or boxes.shape != (len(kpts), 4):
         raise InputFileError(f"'{path}' holds keypoints {kpts.shape} / boxes {boxes.shape}; "
@@ -39,7 +46,7 @@ def load_coco_json(path: str | Path) -> PersonSet:
         raise InputFileError(f"'{p}' is not a COCO keypoints json ({type(e).__name__}: {e})") from e
     _check_shapes(kpts, boxes, p)
     keep = (kpts[:, :, 2] > 0).any(1)
-    return PersonSet(kpts, boxes, image_ids, areas, ann_ids=ann_ids).subset(np.nonzero(keep)[0])
+    return _labelled(PersonSet(kpts, boxes, image_ids, areas, ann_ids=ann_ids).subset(np.nonzero(keep)[0]), p)
 
 
 def load_pose_npz(path: str | Path) -> PersonSet:
@@ -56,7 +63,7 @@ def load_pose_npz(path: str | Path) -> PersonSet:
         raise InputFileError(f"'{p}' is not a readable poses .npz with keypoints and bbox_xywh ({e})") from e
     _check_shapes(kpts, boxes, p)
     keep = (kpts[:, :, 2] > 0).any(1)
-    return PersonSet(kpts, boxes, image_ids, boxes[:, 2] * boxes[:, 3]).subset(np.nonzero(keep)[0])
+    return _labelled(PersonSet(kpts, boxes, image_ids, boxes[:, 2] * boxes[:, 3]).subset(np.nonzero(keep)[0]), p)
 
 
 def load_poses(path: str | Path) -> PersonSet:

@@ -23,9 +23,11 @@ def read_checkpoint(path: str | Path, kind: str) -> dict:
         raise InputFileError(f"Checkpoint '{p}' not found: pass a .pt written by edge-pct (train-tokenizer / train)")
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise InputFileError(f"Checkpoint '{p}' is corrupt or not a PyTorch file ({str(e).splitlines()[0]}): "
-                             "re-download or re-train it") from e
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError,
+            KeyError) as e:  # an empty file raises IndexError, a text file KeyError
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InputFileError(f"Checkpoint '{p}' is corrupt or not a PyTorch file ({why}): re-download or re-train it"
+                             ) from e
     if not isinstance(blob, dict) or "state_dict" not in blob or "config" not in blob:
         raise InputFileError(f"'{p}' is not an edge-pct checkpoint (no embedded config): use one written by edge-pct")
     if blob.get("kind") != kind:

@@ -79,6 +79,7 @@ def run_bench(
         if writer is not None:
             writer.release()
             writer = None
+            _check_written(tmp, save)
             tmp.replace(save)  # the saved video appears only once complete
     finally:
         if bar is not None:
@@ -183,6 +184,19 @@ def _shows_overlap(persons: list[PersonPose], iou: float, threshold: float) -> b
 def _temp_video_path(save: str | Path) -> Path:
     save = Path(save)
     return save.with_name(f".{save.stem}.tmp{save.suffix}")
+
+
+def _check_written(tmp: Path, save: str | Path) -> None:
+    """InputFileError unless the finished video at `tmp` has a readable frame: OpenCV's writer reports no error
+    when the disk fills up, it just leaves an unplayable file."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(tmp))
+    ok = cap.isOpened() and cap.read()[0]
+    cap.release()
+    if not ok:
+        raise InputFileError(f"Could not write the video '{save}' (the written file has no readable frame; is the "
+                             "disk full?): free space or choose another folder")
 
 
 def _open_writer(path: Path, fps: float, shape: tuple[int, ...]):
