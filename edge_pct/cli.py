@@ -121,6 +121,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from edge_pct.export.onnx import export_onnx
 
+    if args.triton:  # a Triton model repository (of the --out export when given)
+        from edge_pct.serve.triton_repo import write_triton_repo
+
+        model = export_onnx(args.checkpoint, args.out, opset=args.opset, precision=args.precision)["onnx"] \
+            if args.out else args.checkpoint
+        _report(args.json, write_triton_repo(args.triton, model, args.detector_model, args.engine),
+                "edge-pct export --triton", ("repository", "pose_onnx", "precision", "platform", "max_batch"))
+        return 0
+    if not args.out:
+        raise EdgePctError("Nothing to export: pass --out model.onnx, --triton DIR (a Triton repository), or both")
     _report(args.json, export_onnx(args.checkpoint, args.out, batch=args.batch, opset=args.opset,
                                        precision=args.precision),
                 "edge-pct export", ("onnx", "precision", "batch", "max_abs_diff_vs_torch"))
@@ -156,15 +166,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides).stream
     if args.peer and not args.peer_model:
         raise EdgePctError("--peer mediapipe needs --peer-model PATH.task (MediaPipe's pose_landmarker_*.task)")
-    with PoseEstimator(args.model, args.backend, args.detector, args.detector_model, threads=args.threads,
-                       config=cfg) as estimator:
+    if args.server:  # the pose model and detector on a Triton server; tracking and smoothing here
+        from edge_pct.serve.client import remote_estimator
+    estimator = remote_estimator(args.server, cfg) if args.server else PoseEstimator(
+        args.model, args.backend, args.detector, args.detector_model, threads=args.threads, config=cfg)
+    with estimator:
         res = run_bench(args.video, estimator.pipeline, save=args.save, max_frames=args.frames)
-    res["model"] = str(args.model or DEFAULT_MODEL)
+    res["model"] = args.server or str(args.model or DEFAULT_MODEL)
     if args.peer:
         res["peer"] = run_peer(args.video, args.peer_model, cfg.max_persons, max_frames=args.frames)
         res["poses_per_s_vs_peer"] = res["poses_per_s"] / max(res["peer"]["poses_per_s"], 1e-9)
     emit_result(res, args.json, summary_rows(res), f"edge-pct bench: {Path(args.video).name}, {res['frames']} frames")
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from edge_pct.serve.environment import run_serve, setup_serve_env
+
+    if args.setup:
+        _report(args.json, setup_serve_env(), "edge-pct serve --setup", ("venv", "python", "libdir"))
+        return 0
+    ports = {"grpc": args.grpc_port, "http": args.http_port, "metrics": args.metrics_port}
+    return run_serve(args.repo, args.model, args.detector_model, args.host, ports, args.threads)
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
@@ -257,7 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export the image model to ONNX (+ decoder graph and JSON sidecar)")
     p.add_argument("--checkpoint", default=str(DEFAULT_MODEL), help="classifier .pt (default: the shipped one)")
-    p.add_argument("--out", required=True, help="model .onnx; <stem>.decoder.onnx and <stem>.json go next to it")
+    p.add_argument("--out", help="model .onnx; <stem>.decoder.onnx and <stem>.json go next to it")
+    p.add_argument("--triton", metavar="DIR", help="write a Triton model repository (pose model, detector, pipeline; "
+                   "docs/serving.md); --checkpoint may then also be an exported .onnx or a calibrate folder")
+    p.add_argument("--detector-model", help="--triton: YOLOX-format .onnx (default: the shipped YOLOX-Nano)")
+    p.add_argument("--engine", help="--triton: serve the pose model as this TensorRT .engine (tensorrt_plan)")
     p.add_argument("--batch", type=int, help="fixed batch size (default: dynamic batch)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
@@ -309,7 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer", choices=["mediapipe"], help="also run MediaPipe PoseLandmarker on the same video")
     p.add_argument("--peer-model", help="PoseLandmarker .task file for --peer mediapipe")
     p.add_argument("--config", help="TOML config whose [stream] section sets the pipeline")
+    p.add_argument("--server", metavar="grpc://HOST:PORT", help="run the pose model and detector on a Triton server "
+                   "(`edge-pct serve`); tracking and smoothing stay here")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("serve", help="serve the pipeline on Triton (PyTriton in its own Python 3.12 environment) "
+                       "for `bench --server` and gRPC clients")
+    p.add_argument("--repo", help="model repository of `export --triton DIR` (default: one of --model in the cache)")
+    p.add_argument("--model", help="pose model .pt/.onnx/calibrate folder of the default repository (default: shipped)")
+    p.add_argument("--detector-model", help="YOLOX-format .onnx of the default repository (default: YOLOX-Nano)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    for kind, port in (("grpc", 8001), ("http", 8000), ("metrics", 8002)):
+        p.add_argument(f"--{kind}-port", type=int, default=port, help=f"{kind} port (default: {port})")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per served model (default: one per core)")
+    p.add_argument("--setup", action="store_true", help="create the server environment (.venv-serve: Python 3.12, "
+                   "PyTriton, onnxruntime; pip, once) and exit")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("app", help="the camera app: live skeleton overlay (PyQt6, the `app` extra)")
     p.add_argument("--source", help="camera index, video file or URL (default: the last one used, first run: 0)")
