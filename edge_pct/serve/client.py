@@ -93,8 +93,8 @@ class TritonConnection:
                     time.sleep(0.5)
                     continue
                 if gone:
-                    raise ServerError(f"Triton server at {self.url} stopped answering ({what}, after {self.requests} "
-                                      f"answered requests): start it with `edge-pct serve` or check --server") from e
+                    raise ServerError(f"Triton server at {self.url} does not answer ({what}; {self.requests} requests "
+                                      f"answered before): start it with `edge-pct serve` or check --server") from e
                 raise ServerError(f"Triton server at {self.url} refused {what}: {_reason(e)}") from e
 
     def config(self, model: str) -> dict:

@@ -162,16 +162,6 @@ def server_command(serve: ServePython, repo: str | Path, host: str, ports: dict[
     return cmd + (["--threads", str(threads)] if threads else [])
 
 
-def current_python_serves() -> bool:
-    """Whether this interpreter can run the server itself (3.12, shared libpython on LD_LIBRARY_PATH, pytriton)."""
-    import importlib.util
-    import sysconfig
-
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    on_path = libdir in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)
-    return sys.version_info[:2] == (3, 12) and on_path and importlib.util.find_spec("pytriton") is not None
-
-
 class ServerProcess:
     """`edge_pct.serve.server` in a child process: started, waited on until every model is ready, stopped.
 
@@ -240,3 +230,34 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def run_serve(repo: str | Path | None, model: str | Path | None, detector: str | Path | None, host: str,
+              ports: dict[str, int], threads: int | None = None) -> int:
+    """`edge-pct serve`: the repository (`repo`, else the cached one of `model` and `detector`, written in this
+    environment, which needs onnx), then this process becomes the server in the server environment (exec: signals and
+    the exit code are the server's). Returns only on an error."""
+    if repo is None:
+        from edge_pct.serve.triton_repo import default_repository
+
+        try:
+            repo = default_repository(model, detector)
+        except MissingDependencyError as e:
+            raise MissingDependencyError(f"{e}; or pass --repo DIR written by `edge-pct export --triton DIR`") from e
+    elif not (Path(repo) / "pose_pipeline" / "config.pbtxt").is_file():
+        raise ConfigError(f"'{repo}' is not a model repository: write one with `edge-pct export --triton {repo}`")
+    here = Path(sys.executable)
+    serve = check_serve_python(here if _probe_ok(here) else None)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: every machine reaching it can send frames (Triton has no login on inference)", host)
+    cmd = server_command(serve, Path(repo).resolve(), host, ports, threads)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, serve.env())
+    return 1  # not reached
+
+
+def _probe_ok(python: Path) -> bool:
+    """Whether `python` itself is a usable server interpreter (e.g. `edge-pct serve` run from the server env)."""
+    info = _probe(python)
+    return info is not None and _has_libpython(info) and info["pytriton"] and info["onnxruntime"]

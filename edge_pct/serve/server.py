@@ -155,7 +155,8 @@ def serve_repository(repo: str | Path, host: str = DEFAULT_HOST, grpc_port: int 
     config = triton_mod.TritonConfig(grpc_address=host, grpc_port=grpc_port, http_address=host, http_port=http_port,
                                      metrics_address=host, metrics_port=metrics_port, log_verbose=0)
     security = triton_mod.TritonSecurityConfig(restricted_endpoints=list(PROTECTED_ENDPOINTS))
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell's background job starts with it ignored
+        signal.signal(sig, _interrupt)
     with triton_mod.Triton(config=config, security_config=security) as triton:
         bind_models(triton, models)
         log.info("serving %s on grpc://%s:%d", repo, host, grpc_port)

@@ -185,3 +185,26 @@ def _replace(tmp: Path, out: Path) -> None:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
+
+
+def default_repository(model: str | Path | None = None, detector: str | Path | None = None) -> Path:
+    """The repository of `model` and `detector` (defaults: the shipped ones) in the user cache, written on first use
+    and keyed by the sha256 of both files and of this package's serving code, so a new model never reuses it."""
+    import hashlib
+
+    from edge_pct.core.files import file_sha256
+    from edge_pct.core.package import DEFAULT_DETECTOR, DEFAULT_MODEL, __version__
+    from edge_pct.engines.model_files import cache_dir
+
+    model_path = Path(model) if model is not None else DEFAULT_MODEL
+    det_path = Path(detector) if detector is not None else DEFAULT_DETECTOR
+    for what, p in (("Pose model", model_path), ("Detector model", det_path)):
+        if not p.exists():
+            raise InputFileError(f"{what} '{p}' not found: pass an existing file (or leave it out for the shipped one)")
+    parts = [__version__, file_sha256(BLS_SOURCE)]
+    parts += [file_sha256(p) if p.is_file() else str(p.resolve()) for p in (model_path, det_path)]
+    out = cache_dir() / "triton" / hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    if not (out / "pose_pipeline" / "config.pbtxt").is_file():
+        log.info("writing the Triton repository %s (first use only)", out)
+        write_triton_repo(out, model, detector)
+    return out
