@@ -22,10 +22,11 @@ from edge_pct.config import StreamConfig
 from edge_pct.core.errors import InputFileError
 from edge_pct.stream.pipeline import STAGES
 
-from .camera_worker import CameraWorker, FrameStats, SessionInfo, WorkerConfig
+from .camera_worker import CameraWorker, FrameStats, SessionInfo, WorkerConfig, to_qimage
 from .recorder import timestamped_path
 from .settings import AUTO, GEOMETRY_KEY, AppSettings, save_settings
 from .settings_panel import SettingsPanel
+from .token_panel import TokenPanel
 from .video_view import VideoView
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ SHORTCUTS = (  # (action name, keys, menu label, help text): one table for the a
     ("boxes", "B", "Person boxes", "Show / hide the person boxes"),
     ("smoothing", "M", "Smoothing", "Smoothing on / off"),
     ("loop", "L", "Loop video files", "Loop video files on / off"),
+    ("tokens", "T", "Token colours", "Colour each joint by the token that governs it; paused: click a joint or token"),
+    ("code_prev", "[", "Previous code", "Tokens on, paused: step the selected token to its previous code"),
+    ("code_next", "]", "Next code", "Tokens on, paused: step the selected token to its next code"),
     ("apply", "Ctrl+Return", "Apply settings", "Apply the settings panel (reopens the source)"),
     ("restart", "F5", "Restart", "Restart the session"),
     ("open_file", "Ctrl+O", "Open video file...", "Open a video file"),
@@ -130,6 +134,9 @@ class MainWindow(QMainWindow):
         self._orphans: list[tuple[CameraWorker, QThread]] = []
         self._running = self._paused = self._recording = False
         self._info: SessionInfo | None = None
+        self._token_painter: Any = None  # token_view.TokenPainter while the token view is on
+        self._token_frame: Any = None  # the last token_view.TokenFrame
+        self.stepper: Any = None  # token_view.TokenStepper of the paused frame
 
         self.view = VideoView()
         self.setCentralWidget(self.view)
@@ -141,6 +148,15 @@ class MainWindow(QMainWindow):
         self.dock.setObjectName("settings_dock")
         self.dock.setWidget(self.panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.token_panel = TokenPanel()
+        self.token_panel.token_clicked.connect(self.select_token)
+        self.token_panel.step_clicked.connect(self.step_code)
+        self.token_dock = QDockWidget("Tokens", self)
+        self.token_dock.setObjectName("token_dock")
+        self.token_dock.setWidget(self.token_panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.token_dock)
+        self.token_dock.hide()
+        self.view.clicked.connect(self._view_clicked)
         self.state_label, self.info_label = QLabel(), QLabel()
         self.state_label.setMinimumWidth(self.state_label.fontMetrics().horizontalAdvance("Playing | REC") + 12)
         self.statusBar().addPermanentWidget(self.state_label)
@@ -163,6 +179,8 @@ class MainWindow(QMainWindow):
             "smoothing": self._toggle_view_field("smoothing"), "loop": self._toggle_view_field("loop"),
             "apply": self.apply_panel, "restart": self.start_session, "open_file": self.panel.pick_file,
             "open_camera": self.panel.pick_camera, "open_url": self.panel.pick_url,
+            "tokens": self.toggle_tokens, "code_prev": lambda: self.step_code(-1),
+            "code_next": lambda: self.step_code(1),
             "panel": lambda: self.dock.setVisible(not self.dock.isVisible()), "fullscreen": self.toggle_fullscreen,
             "help": self.show_shortcuts, "quit": self.close,
         }  # fmt: skip
@@ -171,7 +189,7 @@ class MainWindow(QMainWindow):
             action = QAction(label, self)
             action.setShortcut(QKeySequence(keys))
             action.setToolTip(f"{text} ({keys})")
-            action.setCheckable(name in CHECKABLE)
+            action.setCheckable(name in CHECKABLE or name == "tokens")
             action.triggered.connect(slots[name])
             self.addAction(action)  # shortcuts work with the menu bar hidden (full screen)
             actions[name] = action
@@ -185,8 +203,8 @@ class MainWindow(QMainWindow):
         a = self.actions_by_name
         groups = {
             "&File": ("open_camera", "open_file", "open_url", None, "snapshot", "record", None, "quit"),
-            "&Playback": ("pause", "step", "restart", "apply"),
-            "&View": ("hud", "boxes", "smoothing", "loop", None, "panel", "fullscreen"),
+            "&Playback": ("pause", "step", "restart", "apply", None, "code_prev", "code_next"),
+            "&View": ("hud", "boxes", "smoothing", "loop", "tokens", None, "panel", "fullscreen"),
             "&Help": ("help",),
         }
         for title, names in groups.items():
@@ -226,7 +244,11 @@ class MainWindow(QMainWindow):
         worker.failed.connect(self._on_failed)
         worker.recording.connect(self._on_recording)
         worker.stopped.connect(self._on_stopped)
+        worker.tokens_ready.connect(self._on_tokens)
+        if self._token_painter is not None:
+            worker.set_token_view(self._token_painter)
         self._worker, self._thread = worker, thread
+        self._token_frame = self.stepper = None
         self._running, self._paused, self._recording, self._info = True, False, False, None
         self.setWindowTitle(f"edge-pct - {self.settings.source}")
         self.view.set_text(f"Opening {self.settings.source}...")
@@ -277,6 +299,8 @@ class MainWindow(QMainWindow):
             return
         self.view.set_frame(image, hud_lines(stats, self._info) if self.settings.show_hud and self._info else None)
         self.frames_shown += 1
+        if self.stepper is not None or (self._token_painter is not None and self._paused):
+            self._explore()  # a frame that was on its way when paused, or a single step: explore that one
         if stats.frames_dropped:
             self.state_label.setToolTip(f"{stats.frames_dropped} camera frames skipped to stay live")
 
@@ -310,6 +334,8 @@ class MainWindow(QMainWindow):
         if reason == "end of file":
             self.statusBar().showMessage("End of the video: Space plays it again, L loops it", 0)
         self._update_state()
+        if self._token_painter is not None:
+            self._explore()  # the last frame stays explorable
         self.session_ended.emit(reason)
 
     def _sync_checks(self) -> None:
@@ -335,6 +361,10 @@ class MainWindow(QMainWindow):
         self._paused = not self._paused
         self._worker.set_paused(self._paused)
         self._update_state()
+        if self._paused and self._token_painter is not None:
+            self._explore()
+        elif not self._paused:
+            self.stepper = None
 
     def step(self) -> None:
         """Process one frame (pauses first when playing)."""
@@ -392,6 +422,75 @@ class MainWindow(QMainWindow):
             self._worker.set_loop(new.loop)
         if new.show_boxes != old.show_boxes:
             self._worker.set_boxes(new.show_boxes)
+
+    # -- tokens ----------------------------------------------------------------------------------------------------
+    def toggle_tokens(self) -> None:
+        """Token view on / off: joints coloured by their governing token; paused, the token panel steps codes."""
+        on = self._token_painter is None
+        if on:
+            from .token_view import TokenPainter, load_explorer
+
+            try:
+                explorer, source = load_explorer(self.settings.model if self.settings.model not in ("", AUTO)
+                                                 else None)
+            except Exception as e:  # an unloadable model: say so, the window stays as it was
+                self.actions_by_name["tokens"].setChecked(False)
+                self.statusBar().showMessage(f"Token view unavailable: {e}", MESSAGE_MS)
+                return
+            self._token_painter = TokenPainter(explorer)
+            self.token_panel.set_tokens(self._token_painter.colors, source)
+        else:
+            self._token_painter = self.stepper = None
+        self.actions_by_name["tokens"].setChecked(on)
+        self.token_dock.setVisible(on)
+        if self._worker is not None:
+            self._worker.set_token_view(self._token_painter)
+        self.statusBar().showMessage(f"token colours: {'on' if on else 'off'}", MESSAGE_MS)
+        if on and (self._paused or not self._running):
+            self._explore()
+
+    def _on_tokens(self, frame: Any) -> None:
+        if self._is_current():
+            self._token_frame = frame
+
+    def _explore(self) -> None:
+        """Start exploring the last token frame (the paused or final one)."""
+        if self._token_painter is None or self._token_frame is None:
+            self.token_panel.show_state("Play a few frames with token colours on, then pause", None)
+            return
+        from .token_view import TokenStepper
+
+        old = self.stepper
+        self.stepper = TokenStepper(self._token_painter, self._token_frame)
+        if old is not None and old.token is not None:
+            self.stepper.select(old.token)
+        self._show_tokens()
+
+    def select_token(self, token: int) -> None:
+        """Select a token of the paused person (the panel's buttons)."""
+        if self.stepper is None:
+            self._explore()
+        if self.stepper is not None:
+            self.stepper.select(token)
+            self._show_tokens()
+
+    def step_code(self, delta: int) -> None:
+        """Step the selected token `delta` codes (keys [ and ])."""
+        if self.stepper is None:
+            self._explore()
+        if self.stepper is not None and self.stepper.has_person:
+            self.stepper.step(delta)
+            self._show_tokens()
+
+    def _view_clicked(self, x: float, y: float) -> None:
+        if self.stepper is not None and self.stepper.select_at(x, y) is not None:
+            self._show_tokens()
+
+    def _show_tokens(self) -> None:
+        assert self.stepper is not None
+        caption = self.stepper.caption()
+        self.view.set_frame(to_qimage(self.stepper.render()), [caption] if self.settings.show_hud else None)
+        self.token_panel.show_state(caption, self.stepper.token)
 
     def toggle_fullscreen(self) -> None:
         """Full screen on / off."""

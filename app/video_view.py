@@ -8,8 +8,8 @@ of snapshots and recordings. Before the first frame, and after a failure, it sho
 
 from __future__ import annotations
 
-from PyQt6.QtCore import QRect, QSize, Qt
-from PyQt6.QtGui import QColor, QFontDatabase, QImage, QPainter, QPaintEvent
+from PyQt6.QtCore import QRect, QSize, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFontDatabase, QImage, QMouseEvent, QPainter, QPaintEvent
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 BACKGROUND = QColor(16, 16, 16)
@@ -28,7 +28,13 @@ def fit_rect(image: QSize, area: QRect) -> QRect:
 
 
 class VideoView(QWidget):
-    """Shows one QImage at a time, scaled to fit, aspect kept."""
+    """Shows one QImage at a time, scaled to fit, aspect kept.
+
+    Signals:
+        clicked(float, float): a left click on the frame, in the frame's own pixels (source resolution).
+    """
+
+    clicked = pyqtSignal(float, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -61,6 +67,23 @@ class VideoView(QWidget):
         if clear:
             self._image = None
         self.update()
+
+    def image_point(self, x: float, y: float) -> tuple[float, float] | None:
+        """Widget point -> frame pixel (x, y), or None off the frame."""
+        if self._image is None or self._image.isNull():
+            return None
+        target = fit_rect(self._image.size(), self.rect())
+        if not target.contains(int(x), int(y)):
+            return None
+        return ((x - target.x()) * self._image.width() / target.width(),
+                (y - target.y()) * self._image.height() / target.height())
+
+    def mousePressEvent(self, event: QMouseEvent | None) -> None:
+        if event is not None and event.button() == Qt.MouseButton.LeftButton:
+            point = self.image_point(event.position().x(), event.position().y())
+            if point is not None:
+                self.clicked.emit(*point)
+        super().mousePressEvent(event)
 
     def sizeHint(self) -> QSize:
         return QSize(960, 540)

@@ -49,7 +49,7 @@ def train_plain_autoencoder(poses: PersonSet, cfg: TokenizerConfig, steps: int =
         loss.backward()
         opt.step()
         sched.step()
-        l1, done = float(loss), done + 1
+        l1, done = float(loss.detach()), done + 1
         if time.perf_counter() - t0 > max_seconds:
             log.info("plain autoencoder: stopping at the %.0f s limit after %d steps", max_seconds, done)
             break

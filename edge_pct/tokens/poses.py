@@ -46,11 +46,22 @@ class CropPoses:
         return len(self.joints)
 
 
+def crop_affines(boxes_xywh: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Image -> tokenizer-crop affines (N, 2, 3) of person boxes (N, 4) xywh image px."""
+    center, size = box_to_center_size(boxes_xywh, input_size[0] / input_size[1], PADDING)
+    return crop_affine(center, size, 0.0, input_size)
+
+
+def joint_boxes(joints: np.ndarray) -> np.ndarray:
+    """Boxes (N, 4) xywh around each pose's joints (N, 17, 2), at least 1 px a side (for poses a model decoded)."""
+    lo, hi = joints.min(1), joints.max(1)
+    return np.concatenate([lo, np.maximum(hi - lo, 1.0)], 1).astype(np.float32)
+
+
 def to_crop(joints: np.ndarray, labeled: np.ndarray, boxes_xywh: np.ndarray, input_size: tuple[int, int],
             image_ids: np.ndarray | None = None) -> CropPoses:
     """Image-px poses (N, 17, 2) with boxes (N, 4) xywh -> CropPoses in the `input_size` (w, h) crop."""
-    center, size = box_to_center_size(boxes_xywh, input_size[0] / input_size[1], PADDING)
-    mats = crop_affine(center, size, 0.0, input_size)
+    mats = crop_affines(boxes_xywh, input_size)
     crop = apply_affine(joints, mats)
     box_size = np.asarray(boxes_xywh, np.float32)[:, 2:].max(1) * mats[:, 0, 0]
     ids = np.full(len(crop), -1, np.int64) if image_ids is None else np.asarray(image_ids, np.int64)
@@ -109,6 +120,4 @@ def model_pose(image_bgr: np.ndarray, input_size: tuple[int, int], model: str | 
         raise InputFileError("The image model found no person in the picture: pass another --image / --video frame")
     areas = [(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]) for p in persons]
     joints = persons[int(np.argmax(areas))].joints[None].astype(np.float32)
-    lo, hi = joints[0].min(0), joints[0].max(0)
-    box = np.array([[*lo, *np.maximum(hi - lo, 1.0)]], np.float32)
-    return to_crop(joints, np.ones((1, joints.shape[1]), bool), box, input_size)
+    return to_crop(joints, np.ones((1, joints.shape[1]), bool), joint_boxes(joints), input_size)
