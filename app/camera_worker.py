@@ -157,6 +157,7 @@ class CameraWorker(QObject):
     failed = pyqtSignal(str, str)
     recording = pyqtSignal(bool)
     stopped = pyqtSignal(str)
+    tokens_ready = pyqtSignal(object)  # token_view.TokenFrame of each frame while a token painter is set
     _command = pyqtSignal(str, object)  # GUI-thread request -> runs on the worker thread (queued)
 
     def __init__(
@@ -181,6 +182,7 @@ class CameraWorker(QObject):
         self._timer: QTimer | None = None
         self._recorder: VideoRecorder | None = None
         self._last_image: np.ndarray | None = None
+        self._token_painter: Any = None
         self._paused = False
         self._done = False
         self._frames = 0
@@ -211,6 +213,11 @@ class CameraWorker(QObject):
     def set_boxes(self, on: bool) -> None:
         """Draw each person's crop box (True) or not."""
         self._command.emit("boxes", on)
+
+    def set_token_view(self, painter: Any) -> None:
+        """Draw joints coloured by token with `painter` (a token_view.TokenPainter; None: the normal overlay); while
+        set, each frame also goes out clean with its persons' tokens through `tokens_ready`, before `frame_ready`."""
+        self._command.emit("tokens", painter)
 
     def save_snapshot(self, path: str) -> None:
         """Write the last overlay frame as a PNG at `path`; reported through `message` (or `failed` text)."""
@@ -315,6 +322,8 @@ class CameraWorker(QObject):
             self.cfg = dataclasses.replace(self.cfg, loop=bool(arg))
         elif name == "boxes":
             self.cfg = dataclasses.replace(self.cfg, show_boxes=bool(arg))
+        elif name == "tokens":
+            self._token_painter = arg
         elif name == "snapshot":
             self._snapshot(str(arg))
         elif name == "record":
@@ -407,7 +416,11 @@ class CameraWorker(QObject):
         fps = (len(self._times) - 1) / (self._times[-1] - self._times[0]) if len(self._times) > 1 else 0.0
         stats = FrameStats(index, fps, result.stage_ms, len(result.persons), self._source.frames_dropped,
                            result.unposed)
-        render_overlay(image, result, self.cfg.stream.joint_threshold, self.cfg.show_boxes)
+        painter = self._token_painter
+        if painter is None:
+            render_overlay(image, result, self.cfg.stream.joint_threshold, self.cfg.show_boxes)
+        else:
+            self.tokens_ready.emit(painter.draw(image, np.array([p.joints for p in result.persons], np.float32)))
         self._last_image = image
         if self._recorder is not None:
             try:
