@@ -72,6 +72,8 @@ class WorkerConfig:
         pace: play files at their frame rate (False: as fast as possible, for scripts).
         max_frames: stop after this many frames (headless runs); None runs until stopped.
         show_boxes: draw each person's crop box.
+        max_retries: reconnect attempts after the source is lost before the session fails (headless runs); None
+            retries until stopped (the window, which shows the attempts).
     """
 
     source: str = "0"
@@ -85,6 +87,7 @@ class WorkerConfig:
     pace: bool = True
     max_frames: int | None = None
     show_boxes: bool = True
+    max_retries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -470,6 +473,11 @@ class CameraWorker(QObject):
             self._source.close()
             self._source = None
         if self._stop_event.is_set():
+            return
+        if self.cfg.max_retries is not None and self._retries >= self.cfg.max_retries:
+            self._fail(TITLES["source"], SourceError(
+                f"{reason} Gave up after {self._retries} reconnect attempts, {self._frames} frames processed: check "
+                "the camera or stream, or allow more attempts with --retries N"))
             return
         delay = RETRY_DELAYS_S[min(self._retries, len(RETRY_DELAYS_S) - 1)]
         self._retries += 1

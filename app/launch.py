@@ -57,6 +57,7 @@ def run_app(
     exit_after: int | None = None,
     screenshot: str | Path | None = None,
     settings_path: str | Path | None = None,
+    retries: int = 3,
 ) -> dict[str, Any]:
     """Run the app until its window closes (interactive) or N frames ran (`exit_after`, headless).
 
@@ -66,6 +67,8 @@ def run_app(
             arguments are None; smoothing comes from the app's own setting.
         exit_after: headless: stop after this many frames, save `screenshot`, return.
         screenshot: PNG path of the window screenshot (headless).
+        retries: headless: reconnect attempts (1, 2, 4 s apart) after a lost source before the run fails (exit 2);
+            the window retries until closed.
         settings_path: an INI file instead of the user's settings store (interactive runs).
 
     Returns:
@@ -94,7 +97,7 @@ def run_app(
                  "detector_model": detector_model, "smoothing": smoothing, "loop": loop}  # fmt: skip
     base = load_settings(store) if store is not None else AppSettings()
     settings = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    options = {"pace": not headless, "max_frames": exit_after}
+    options = {"pace": not headless, "max_frames": exit_after, "max_retries": retries if headless else None}
     window = MainWindow(settings, store, stream, dialogs=not headless, worker_options=options)
     outcome: dict[str, Any] = {"source": settings.source, "end": None, "screenshot": None}
 

@@ -35,6 +35,7 @@ import difflib
 import inspect
 import io
 import logging
+import shutil
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -289,7 +290,8 @@ def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy"
     fp32 = onnx.load(str(fp32_onnx))
     wanted = calibration_tensors(fp32, float_nodes(fp32) if exclude is None else exclude)
     with tempfile.TemporaryDirectory(prefix="edge-pct-calib-") as tmp, _quiet_root_warnings():
-        calibrator = quant.create_calibrator(Path(fp32_onnx), _quantizable_ops(), str(Path(tmp) / "augmented.onnx"),
+        calibrator = quant.create_calibrator(_private_copy(fp32_onnx, tmp), _quantizable_ops(),
+                                             str(Path(tmp) / "augmented.onnx"),
                                              calibrate_method=_ort_method(quant, method))
         if hasattr(calibrator, "tensors_to_calibrate"):  # the histogram calibrators: histogram only what is wanted
             calibrator.tensors_to_calibrate = set(calibrator.tensors_to_calibrate) & wanted
@@ -357,7 +359,8 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
         cache, raw = Path(tmp) / "ranges.json", Path(tmp) / "qdq.onnx"
         quant.save_tensors_data(data, cache)
         # An existing range cache makes quantize_static skip its own calibration.
-        quant.quantize_static(str(fp32_onnx), str(raw), None, quant_format=quant.QuantFormat.QDQ, per_channel=True,
+        quant.quantize_static(str(_private_copy(fp32_onnx, tmp)), str(raw), None, quant_format=quant.QuantFormat.QDQ,
+                              per_channel=True,
                               activation_type=getattr(quant.QuantType, spec["activation_type"]),
                               weight_type=quant.QuantType.QInt8, nodes_to_exclude=skip, calibrate_method=ort_method,
                               extra_options=dict(spec["extra_options"]), calibration_cache_path=str(cache))
@@ -371,6 +374,15 @@ def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = Non
                            f"{require('onnxruntime', 'cpu').__version__} quantized differently than expected")
     Path(int8_onnx).write_bytes(model.SerializeToString())
     return {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}
+
+
+def _private_copy(onnx_path: str | Path, folder: str) -> Path:
+    """`onnx_path` copied into our temporary `folder`: ONNX Runtime's quantizer writes `<model>-inferred.onnx` beside
+    the model it reads, which fails in a read-only folder and races another calibration of the same model."""
+    copy = Path(folder) / "fp32.onnx"
+    if not copy.exists():
+        shutil.copyfile(onnx_path, copy)
+    return copy
 
 
 def _keep_float_boundaries(model: Any, fp32: Any, exclude: set[str]) -> Any:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-from edge_pct.core.errors import EdgePctError, run_reporting_errors
+from edge_pct.core.errors import ConfigError, EdgePctError, InputFileError, run_reporting_errors
 from edge_pct.core.package import DEFAULT_MODEL, DEFAULT_TOKENIZER, __version__
 
 
@@ -35,7 +37,7 @@ def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
     from edge_pct.config import load_config
     from edge_pct.train.tokenizer import train_tokenizer
 
-    overrides = list(args.set) + ([f"tokenizer_train.epochs={args.epochs}"] if args.epochs else [])
+    overrides = list(args.set) + ([f"tokenizer_train.epochs={args.epochs}"] if args.epochs is not None else [])
     cfg = load_config(args.config, overrides)
     _report(args.json, train_tokenizer(args.poses, args.out, cfg, val_ann=args.val_ann, init=args.init),
                 "edge-pct train-tokenizer", TRAIN_KEYS)
@@ -162,8 +164,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from edge_pct.core.report import emit_result
     from edge_pct.stream.bench import run_bench, run_peer, summary_rows
 
-    overrides = list(args.set) + ([f"stream.max_persons={args.max_persons}"] if args.max_persons else [])
+    overrides = list(args.set) + ([f"stream.max_persons={args.max_persons}"] if args.max_persons is not None else [])
     cfg = load_config(args.config, overrides).stream
+    if not Path(args.video).is_file():  # before a model export of many seconds
+        raise InputFileError(f"Video file '{args.video}' not found: pass a recorded video (.mp4, .avi, ...)")
     if args.peer and not args.peer_model:
         raise EdgePctError("--peer mediapipe needs --peer-model PATH.task (MediaPipe's pose_landmarker_*.task)")
     if args.server:  # the pose model and detector on a Triton server; tracking and smoothing here
@@ -196,9 +200,9 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     if args.screenshot and args.exit_after is None:
         raise EdgePctError("--screenshot needs --exit-after N (the screenshot is taken after N frames)")
-    if args.exit_after is not None and args.exit_after < 1:
-        raise EdgePctError(f"--exit-after {args.exit_after} is out of range: use a frame count >= 1")
-    names = ("model", "backend", "precision", "detector", "detector_model", "exit_after", "screenshot")
+    if args.retries < 0:
+        raise EdgePctError(f"--retries {args.retries} is out of range: use 0 or more reconnect attempts")
+    names = ("model", "backend", "precision", "detector", "detector_model", "exit_after", "screenshot", "retries")
     res = run_app(args.source, **{k: getattr(args, k) for k in names}, smoothing=False if args.no_smoothing else None,
                   loop=args.loop or None, stream=load_config(args.config, args.set).stream,
                   settings_path=args.settings)  # fmt: skip
@@ -329,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model is set, else track)")
     p.add_argument("--detector-model", help="YOLOX-format .onnx/.engine or PoseLandmarker .task "
                    "(default: [stream] detector_model of --config, else $EDGE_PCT_DETECTOR_MODEL)")
-    p.add_argument("--max-persons", type=int, help="most persons per frame (default: 5)")
+    p.add_argument("--max-persons", type=int, help="most persons posed per frame (default: 32, stream.max_persons)")
     p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: one per core)")
     p.add_argument("--frames", type=int, help="stop after this many frames (default: all)")
     p.add_argument("--save", help="write the video with the skeleton overlay to this .mp4/.avi")
@@ -365,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="loop video files instead of stopping at the end")
     p.add_argument("--config", help="TOML config whose [stream] section sets the pipeline")
     p.add_argument("--exit-after", type=int, metavar="N", help="headless: process N frames, then exit")
+    p.add_argument("--retries", type=int, default=3, metavar="N", help="headless: reconnect attempts after a lost "
+                   "stream before exiting with code 2 (default: 3; the window retries until closed)")
     p.add_argument("--screenshot", metavar="PNG", help="headless: save a screenshot of the window after N frames")
     p.add_argument("--settings", metavar="INI", help="settings file to use instead of the user's (~/.config/edge-pct)")
     p.set_defaults(func=_cmd_app)
@@ -378,11 +384,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Numeric options that must be > 0 wherever a subcommand has them (checked before any work starts).
+POSITIVE_OPTIONS = ("frames", "threads", "max_persons", "epochs", "num", "max_batch", "batch", "exit_after",
+                    "trt_version", "workspace_gb", "opset")
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """ConfigError naming the first positive-only option given as 0 or less."""
+    for name in POSITIVE_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} {value} is invalid: use a number > 0")
+
+
+# Output options per subcommand: True = a folder, False = a file (checked before any work starts).
+OUTPUT_OPTIONS = {"train": {"out": True}, "train-tokenizer": {"out": True}, "calibrate": {"out": True},
+                  "export": {"out": False}, "build": {"out": False}, "bench": {"save": False},
+                  "app": {"screenshot": False}}
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """InputFileError for the first output path (and --json FILE) that cannot be written."""
+    from edge_pct.core.files import check_output_path
+
+    wanted = {**OUTPUT_OPTIONS.get(args.command, {}), "json": False}
+    for name, folder in wanted.items():
+        value = getattr(args, name, None)
+        if value and value != "-":
+            check_output_path(value, folder)
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (docker stop, systemd) ends a command like Ctrl-C: the same cleanup, exit 130."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    return run_reporting_errors(lambda: args.func(args), f"edge-pct {args.command}")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+    def run() -> int:
+        _check_numbers(args)
+        _check_outputs(args)
+        return args.func(args)
+
+    return run_reporting_errors(run, f"edge-pct {args.command}")
 
 
 if __name__ == "__main__":
