@@ -237,6 +237,9 @@ class StreamConfig:
 
     detector: str = ""  # "track", "onnx" or "mediapipe"; "" = onnx/mediapipe when a detector model is set, else track
     detector_model: str = ""  # YOLOX .onnx/.engine or PoseLandmarker .task; "" = $EDGE_PCT_DETECTOR_MODEL if set
+    # Runtime of a YOLOX .onnx: "onnxruntime", "openvino" (BF16 where the CPU has it), "openvino-fp32"; "" =
+    # $EDGE_PCT_DETECTOR_BACKEND, else onnxruntime (an .engine always runs on TensorRT).
+    detector_backend: str = ""
     # Pose budget: most persons posed per frame. Tracked persons keep their place; new ones are admitted largest
     # box first (nearest the camera). Persons the detector saw beyond it are counted (`unposed`), never silently.
     max_persons: int = 32

@@ -307,3 +307,16 @@ def test_detector_modules_import_without_heavy_runtimes():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_stream_config_picks_the_detector_runtime():
+    pytest.importorskip("openvino", reason="needs the openvino extra")
+    pytest.importorskip("onnxruntime", reason="needs the cpu extra")
+    from edge_pct.config import StreamConfig
+    from edge_pct.stream.detectors.factory import stream_detector
+
+    with stream_detector(StreamConfig(detector_backend="openvino-fp32")) as det:
+        assert det.backend == "openvino-fp32" and det.score_threshold == StreamConfig.detector_score
+        assert len(det(np.zeros((240, 320, 3), np.uint8))) == 0  # an empty frame: no person
+    with pytest.raises(ConfigError, match="detector backend"):
+        stream_detector(StreamConfig(detector_backend="nope"))

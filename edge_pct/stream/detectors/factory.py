@@ -130,7 +130,8 @@ def create_detector(
             boxes keeps the track.
         score_threshold: person score cut in [0, 1] ("onnx": default 0.3; "mediapipe": its detection confidence,
             default 0.5). Ignored by "track".
-        backend: "onnx" only: "onnxruntime" | "tensorrt"; None picks it from the suffix (.engine -> tensorrt).
+        backend: "onnx" only: "onnxruntime" | "openvino" | "openvino-fp32" | "tensorrt"; None picks it from the
+            suffix (.engine -> tensorrt) or $EDGE_PCT_DETECTOR_BACKEND.
         threads: "onnx" with onnxruntime only: intra-op CPU threads (None: onnxruntime's choice).
 
     Raises:
@@ -163,9 +164,11 @@ def create_detector(
 def stream_detector(cfg: StreamConfig, name: str | None = None, model: str | Path | None = None,
                     threads: int | None = None) -> Detector:
     """The detector of a streaming pipeline on config `cfg`: `name` / `model` or the config's, a box detector
-    keeping boxes down to `cfg.detector_score` (the tracker's weak second stage), up to 2 x max_persons of them."""
+    keeping boxes down to `cfg.detector_score` (the tracker's weak second stage), up to 2 x max_persons of them, on
+    `cfg.detector_backend`."""
     kind, _ = _resolve(name or cfg.detector or None, model or cfg.detector_model or None)
     score = cfg.detector_score if kind == "onnx" else None
+    backend = cfg.detector_backend or None if kind == "onnx" else None
     return create_detector(name or cfg.detector or None, model or cfg.detector_model or None,
                            max_persons=cfg.max_persons, max_boxes=2 * cfg.max_persons, score_threshold=score,
-                           threads=threads)
+                           backend=backend, threads=threads)
