@@ -1,7 +1,8 @@
 """The served pipeline: the Triton repository (configs parsed with Triton's own schema, signatures equal to the graphs),
 the served detector graph, the stateless frame poser and the BLS model against the in-process pipeline, one-line
-errors, and a real PyTriton server on 127.0.0.1 giving the in-process joints (skipped, with the reason, where the
-Python 3.12 server environment of `edge-pct serve --setup` is absent)."""
+errors, and a real PyTriton server on 127.0.0.1 giving the in-process joints. That last test makes the Python 3.12
+server environment itself (as `edge-pct serve --setup` does, about 30 s, once) where a Python 3.12 with a shared
+libpython exists, and skips with the reason where none does or the install fails (no package index)."""
 
 from __future__ import annotations
 
@@ -260,6 +261,29 @@ def test_one_line_errors_without_a_server(tmp_path, monkeypatch):
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "export --triton" in res.stderr
 
 
+def test_a_restarting_server_is_waited_for_but_a_wrong_model_name_is_not():
+    pytest.importorskip("tritonclient.grpc")
+    from tritonclient.utils import InferenceServerException
+
+    from edge_pct.serve.client import ServerError, TritonConnection
+
+    unloaded = "Request for unknown model: 'pct_pose' has no available versions"
+    conn = TritonConnection(f"grpc://127.0.0.1:{_free_port()}", reconnect_s=5.0)
+    calls = []
+
+    def answer_third_time():
+        calls.append(1)
+        if len(calls) < 3:
+            raise InferenceServerException(unloaded)
+        return "answered"
+
+    with pytest.raises(ServerError, match="refused.*unknown model"):  # never answered: a wrong name, no waiting
+        conn._call("a request", answer_third_time)
+    assert len(calls) == 1
+    conn.requests = 1  # answered before: the same message is the server going down or coming back
+    assert conn._call("a request", answer_third_time) == "answered" and len(calls) == 3
+
+
 def test_import_stays_light_and_the_serve_extra_is_in_the_setup_list():
     import tomllib
 
@@ -280,13 +304,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_served_pipeline_on_127_0_0_1_gives_the_in_process_joints(repo, tmp_path):
-    from edge_pct.serve.environment import ServerProcess, check_serve_python
+def _serve_python():
+    """The server environment, made here (once, where it lives for `edge-pct serve`) when absent but possible."""
+    from edge_pct.serve.environment import check_serve_python, find_python312, setup_serve_env
 
     try:
-        serve = check_serve_python()
+        return check_serve_python()
+    except EdgePctError:
+        if find_python312() is None:
+            pytest.skip("no Python 3.12 with a shared libpython for PyTriton's server (see `edge-pct serve --setup`)")
+    try:
+        setup_serve_env()
+        return check_serve_python()
     except EdgePctError as e:
-        pytest.skip(f"no server environment: {e}")
+        pytest.skip(f"could not make the server environment: {e}")
+
+
+def test_served_pipeline_on_127_0_0_1_gives_the_in_process_joints(repo, tmp_path):
+    from edge_pct.serve.environment import ServerProcess
+
+    serve = _serve_python()
     from edge_pct.api import PoseEstimator
     from edge_pct.core.geometry import box_iou
     from edge_pct.serve.client import ServerError, TritonConnection, TritonFramePipeline, remote_estimator

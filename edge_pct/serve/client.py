@@ -88,7 +88,10 @@ class TritonConnection:
             try:
                 return fn()
             except utils.InferenceServerException as e:
-                gone = str(e.status()) in _GONE or "failed to connect" in str(e).lower()
+                # A stopping or restarting server is up while its models are not: "Request for unknown model".
+                # Once this connection has been answered, that is the server coming or going, not a wrong name.
+                gone = (str(e.status()) in _GONE or "failed to connect" in str(e).lower()
+                        or (self.requests > 0 and "unknown model" in str(e)))
                 if gone and time.monotonic() - t0 < self.reconnect_s:
                     time.sleep(0.5)
                     continue
