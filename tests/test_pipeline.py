@@ -86,7 +86,7 @@ def test_a_person_missing_for_a_frame_keeps_the_id_and_one_gone_for_lost_frames_
     assert [p.track_id for p in pipe.process(_frame(60), 0.2).persons] == [1]  # back: the same id
     for i in range(cfg.lost_frames):  # gone for lost_frames frames in a row: the track ends
         assert pipe.process(_frame(None), 0.3 + i / 10).persons == []
-    res = pipe.process(_frame(100), 0.7)
+    res = pipe.process(_frame(100), 0.3 + cfg.lost_frames / 10 + cfg.lost_memory_s)  # past the ended tracks' memory
     assert res.detected and [p.track_id for p in res.persons] == [2]
 
 
@@ -100,6 +100,21 @@ def test_a_model_detector_runs_on_schedule_and_when_confidence_drops():
     pipe.process(_frame(60), 1.0)
     pipe.process(_frame(60), 1.1)
     assert det.calls == 5
+
+
+def test_a_newcomer_is_shown_after_the_next_frame_detects_it_again():
+    det = CountingDetector(np.array([[30, 30, 90, 90, 0.9]], np.float32))
+    pipe = PosePipeline(BlobBackend(), det, StreamConfig(smoothing=False, detect_every=100))
+    assert [p.track_id for p in pipe.process(_frame(60), 0.0).persons] == [1]  # the first frame's people: at once
+    two = np.maximum(_frame(60), _frame(125))
+    det.boxes = np.array([[30, 30, 90, 90, 0.9], [100, 30, 150, 90, 0.9]], np.float32)
+    pipe.process(two, 0.1)  # no detection due: nothing new
+    pipe.cfg = StreamConfig(smoothing=False, detect_every=1)
+    assert [p.track_id for p in pipe.process(two, 0.2).persons] == [1]  # a newcomer: tentative
+    pipe.cfg = StreamConfig(smoothing=False, detect_every=100)
+    calls = det.calls
+    res = pipe.process(two, 0.3)  # detect_every 100, but a tentative track asks for the detector now
+    assert det.calls == calls + 1 and sorted(p.track_id for p in res.persons) == [1, 2]
 
 
 def test_every_detected_person_is_posed_or_counted_and_a_pose_budget_poses_the_largest_first():

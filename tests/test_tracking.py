@@ -170,8 +170,23 @@ def test_a_track_the_detector_misses_ends_after_missed_detections_and_frees_its_
     assert [t.track_id for t in tracker.tracks] == first_ids  # one blink costs no id; no room for person 3 yet
     assert tracker.unadmitted == 1  # ... and that is counted, not silent
     tracker.assign(np.array([[4, 0, 54, 100], [600, 0, 650, 100]], np.float32))  # person 2 missed twice: ended
-    assert [t.track_id for t in tracker.tracks] == [first_ids[0], max(first_ids) + 1]
-    assert tracker.unadmitted == 0
+    assert tracker.unadmitted == 0 and len(tracker.tracks) == 2  # person 3 has a tentative track ...
+    tracker.assign(np.array([[6, 0, 56, 100], [602, 0, 652, 100]], np.float32))
+    assert [t.track_id for t in tracker.tracks] == [first_ids[0], max(first_ids) + 1]  # ... confirmed when seen again
+
+
+def test_a_box_the_detector_gives_once_is_posed_but_costs_no_id():
+    tracker = Tracker(filter_args=None, missed_detections=3)
+    tracker.assign(np.array([[0, 0, 50, 100]], np.float32))  # the stream's first run: confirmed at once
+    assert [(t.track_id, t.visible) for t in tracker.tracks] == [(1, True)]
+    tracker.assign(np.array([[1, 0, 51, 100], [400, 0, 450, 100]], np.float32))  # a flicker at x=400
+    ghost = tracker.tracks[1]
+    assert not ghost.visible and ghost.track_id == 0  # posed (it is in tracks), not shown, no id spent
+    tracker.assign(np.array([[2, 0, 52, 100]], np.float32))  # gone at the next run: dropped at once
+    assert ghost not in tracker.tracks
+    tracker.assign(np.array([[3, 0, 53, 100], [200, 0, 250, 100]], np.float32))
+    tracker.assign(np.array([[4, 0, 54, 100], [202, 0, 252, 100]], np.float32))  # a real person: seen twice
+    assert [t.track_id for t in tracker.tracks] == [1, 2] and all(t.visible for t in tracker.tracks)
 
 
 def test_weak_detections_keep_tracks_alive_but_start_none():
@@ -195,10 +210,12 @@ def test_an_ended_track_takes_its_id_back_where_it_moved_to():
     tracker.assign(np.zeros((0, 5), np.float32), 0.5)  # hidden: the track ends
     assert tracker.tracks == []
     tracker.assign(np.array([[600, 0, 650, 100], [100, 0, 150, 100]], np.float32), 1.0)  # 5 frames on: x = 90 + 10
-    ids = {round(float(t.box[0])): t.track_id for t in tracker.tracks}
-    assert ids[100] == walker and ids[600] not in (walker,)
+    tracker.assign(np.array([[605, 0, 655, 100], [105, 0, 155, 100]], np.float32), 1.05)  # the newcomer: seen twice
+    ids = {600 if t.box[0] > 300 else 100: t.track_id for t in tracker.tracks}
+    assert ids[100] == walker and ids[600] not in (0, walker)
     tracker.assign(np.zeros((0, 5), np.float32), 1.1)
     tracker.assign(np.array([[100, 0, 150, 100]], np.float32), 3.5)  # gone longer than lost_memory_s
+    tracker.assign(np.array([[100, 0, 150, 100]], np.float32), 3.6)
     assert tracker.tracks[0].track_id not in (walker, ids[600])
 
 
@@ -313,3 +330,19 @@ def test_the_tracker_keeps_the_hand_checked_ids_of_vtest_through_detector_blinks
     ours, blink_ends = run(), run(missed_detections=1, lost_memory_s=0.0)
     assert ours["idf1"] >= 0.65 and ours["hyp_ids"] <= 25
     assert blink_ends["hyp_ids"] > 10 * ours["hyp_ids"] and ours["idf1"] > 3 * blink_ends["idf1"]
+
+
+def test_the_box_motion_learns_a_walkers_speed_and_predicts_where_the_next_box_is():
+    from edge_pct.stream.motion import BoxMotion
+
+    def box(t):  # 100 px wide-ish person walking right at 120 px / s, growing 10 px / s (coming closer)
+        return np.array([120 * t, 0, 120 * t + 50, 100 + 10 * t], np.float32)
+
+    motion = BoxMotion(box(0.0), 0.0)
+    np.testing.assert_allclose(motion.predict(0.5), box(0.0), atol=1e-4)  # nothing known of its speed yet
+    for step in range(1, 13):
+        motion.update(box(step / 25), step / 25)
+    np.testing.assert_allclose(motion.velocity, [120, 5], atol=6)  # centre: x 120 px / s, y half the growth
+    guess, stale = motion.predict(1.0), box(12 / 25)
+    assert np.abs(guess - box(1.0)).max() < 8 < np.abs(stale - box(1.0)).max()  # 0.5 s ahead, within a few px
+    np.testing.assert_allclose(BoxMotion(box(0.0), None).predict(3.0), box(0.0))  # no times: stays put

@@ -81,6 +81,7 @@ class PosePipeline:
             lost_score=c.lost_score, lost_frames=c.lost_frames, max_tracks=c.max_persons, filter_args=filter_args,
             token_weight=token_weight, joint_threshold=c.joint_threshold, new_track_score=c.new_track_score,
             missed_detections=c.missed_detections, lost_memory_s=c.lost_memory_s,
+            confirm_new=self.detector.name != "track",  # the centre region gives one box always: nothing to confirm
         )
         self._since_detect = 0
         self._ms_per_person: float | None = None  # crop + infer + post per posed person, running mean
@@ -91,6 +92,8 @@ class PosePipeline:
             return True
         if self.detector.name == "track" or self.cfg.detect_every <= 0:
             return False  # the model-free detector only (re)starts tracks; a real one refreshes them on a schedule
+        if not all(t.confirmed for t in tracks):
+            return True  # a newcomer is shown once a second detector run confirms it: run it on the next frame
         return self._since_detect >= self.cfg.detect_every or min(t.score for t in tracks) < self.cfg.redetect_score
 
     def process(self, frame: np.ndarray, t_s: float) -> FrameResult:

@@ -3,13 +3,15 @@
 Between detector runs a person's next box comes from its own pose (the rtmlib / MediaPipe trick), so the
 detector can run every N frames or only when a track is lost. At a detection frame (`Tracker.assign`):
   1. live tracks take the confident detections (score >= new_track_score), best IoU pair first, against the track's
-     pose-driven box or its last detector box, whichever overlaps more;
+     pose-driven box or the detector box its Kalman filter predicts (`motion.py`), whichever overlaps more;
   2. tracks still unmatched take the weak detections (ByteTrack's second stage: a half-hidden person in a crowd
      scores low but is still there);
   3. a track no detection matched keeps its pose-driven box and ends only after `missed_detections` such runs
      (a detector blink costs no id);
   4. a confident detection left over first looks for a recently ended track where it is (that track's box moved on
      at its last speed) and takes its id back; else it starts a new track, largest box first, up to max_tracks.
+     A new track is tentative (posed, not shown, no id yet) until the next detector run sees it too, as ByteTrack's
+     are: a box the detector gives once costs no id. The stream's first detections start confirmed tracks.
 Between detections a track ends when its pose confidence stays low (`lost_score` for `lost_frames` frames).
 Ended tracks are remembered for `lost_memory_s` seconds for step 4.
 """
@@ -17,7 +19,7 @@ Ended tracks are remembered for `lost_memory_s` seconds for step 4.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from edge_pct.config import StreamConfig
 from edge_pct.core.errors import ConfigError
 from edge_pct.core.geometry import box_iou
 from edge_pct.stream.filters import OneEuroFilter, TokenSmoother
+from edge_pct.stream.motion import BoxMotion
 
 # The keypoint bounds of a person are tighter than the person boxes the model was trained on (COCO boxes
 # include the head top and the feet): enlarge them by this factor around their centre.
@@ -61,16 +64,16 @@ class Track:
     score: float = 0.0
     age: int = 0  # frames with a pose
     detected_box: np.ndarray | None = None  # (4,) the detector's last box for this person
-    detected_t_s: float | None = None  # stream time of that box, s
+    motion: BoxMotion | None = None  # the Kalman filter of its detector boxes: where the next one should be
     low_frames: int = 0  # consecutive frames with score under the tracker's lost_score (hidden meanwhile)
     missed: int = 0  # consecutive detector runs that did not see this track
     t_s: float | None = None  # stream time of the last pose, s
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # box centre, px / s
+    confirmed: bool = True  # seen by two detector runs in a row (or by the first run of the stream)
 
     @property
     def visible(self) -> bool:
-        """Whether this frame's pose is worth showing: the score is not under lost_score."""
-        return self.low_frames == 0
+        """Whether this frame's pose is worth showing: a confirmed track whose score is not under lost_score."""
+        return self.confirmed and self.low_frames == 0
 
     @property
     def area(self) -> float:
@@ -98,6 +101,7 @@ class Tracker:
         new_track_score: detections scoring at least this start tracks; weaker ones only keep tracks alive.
         missed_detections: detector runs in a row that may miss a track before it ends (1: the first miss does).
         lost_memory_s: how long an ended track can take its id back, s (0: never).
+        confirm_new: new tracks wait for a second detector run before they are shown (step 4); False: at once.
 
     The defaults are `StreamConfig`'s; the pipeline passes its config's values.
     """
@@ -115,6 +119,7 @@ class Tracker:
         new_track_score: float = StreamConfig.new_track_score,
         missed_detections: int = StreamConfig.missed_detections,
         lost_memory_s: float = StreamConfig.lost_memory_s,
+        confirm_new: bool = True,
     ) -> None:
         self.iou_match, self.lost_score, self.duplicate_iou = iou_match, lost_score, duplicate_iou
         for name, value in (("lost_frames", lost_frames), ("missed_detections", missed_detections),
@@ -123,21 +128,25 @@ class Tracker:
                 raise ConfigError(f"stream.{name} must be >= 1, got {value}")
         self.lost_frames, self.missed_detections, self.max_tracks = lost_frames, missed_detections, max_tracks
         self.filter_args, self.token_weight, self.joint_threshold = filter_args, token_weight, joint_threshold
-        self.new_track_score, self.lost_memory_s = new_track_score, lost_memory_s
+        self.new_track_score, self.lost_memory_s, self.confirm_new = new_track_score, lost_memory_s, confirm_new
         self.tracks: list[Track] = []
         self.unadmitted = 0  # confident detections of the last detector run that found no room (max_tracks)
         self._ended: list[Track] = []  # recently ended tracks, newest last
         self._ids = itertools.count(1)
+        self.runs = 0  # detector runs so far
 
-    def _new_track(self, box: np.ndarray, t_s: float | None) -> Track:
+    def _new_track(self, box: np.ndarray, t_s: float | None, confirmed: bool) -> Track:
+        """A track on detection `box`; a tentative one (not `confirmed`) gets its id when the next run sees it."""
         one_euro = OneEuroFilter(**self.filter_args) if self.filter_args is not None else None
         smoother = TokenSmoother(self.token_weight) if self.token_weight is not None else None
         box = np.asarray(box, np.float32)
-        return Track(next(self._ids), box, one_euro, smoother, detected_box=box.copy(), detected_t_s=t_s)
+        return Track(next(self._ids) if confirmed else 0, box, one_euro, smoother, detected_box=box.copy(),
+                     motion=BoxMotion(box, t_s), confirmed=confirmed)
 
     def assign(self, detections: np.ndarray, t_s: float | None = None) -> None:
         """Associate a detector run's boxes (D, 4) or (D, 5) [x1, y1, x2, y2, score] px (no score: 1) seen at
         stream time `t_s` s with the live tracks, in the four steps of the module docstring."""
+        self.runs += 1
         dets = np.asarray(detections, np.float32).reshape(len(detections), -1) if len(detections) else \
             np.zeros((0, 5), np.float32)
         boxes = dets[:, :4]
@@ -152,29 +161,30 @@ class Tracker:
                 candidates.remove(di)
         for track in free:
             track.missed += 1
-        self._end([t for t in free if t.missed >= self.missed_detections])
+        for track in self.tracks:
+            if track not in free and not track.confirmed:
+                track.confirmed, track.track_id = True, next(self._ids)
+        tentative = [t for t in free if not t.confirmed]  # one detector run's box, not seen again: no person
+        self.tracks = [t for t in self.tracks if t not in tentative]
+        self._end([t for t in free if t.confirmed and t.missed >= self.missed_detections])
         self._admit(boxes, sorted(confident, key=lambda i: -_area(boxes[i])), t_s)
 
     @staticmethod
     def _matched(track: Track, box: np.ndarray, t_s: float | None) -> None:
-        """Track takes detection `box` (4,) px seen at `t_s`: its crop box and detector box, and its speed (px / s)
-        from the last detector box: a running mean, the detector's boxes being steadier than the poses."""
-        if t_s is not None and track.detected_t_s is not None and t_s > track.detected_t_s:
-            shift = ((box[:2] + box[2:4]) - (track.detected_box[:2] + track.detected_box[2:])) / 2
-            track.velocity = (0.5 * track.velocity + 0.5 * shift / (t_s - track.detected_t_s)).astype(np.float32)
-        track.box, track.detected_box, track.detected_t_s, track.missed = box.copy(), box.copy(), t_s, 0
+        """Track takes detection `box` (4,) px seen at `t_s`: its crop box, its detector box and its motion."""
+        track.motion.update(box, t_s)
+        track.box, track.detected_box, track.missed = box.copy(), box.copy(), 0
 
     def _match(self, tracks: list[Track], boxes: np.ndarray, candidates: list[int],
                t_s: float | None) -> list[tuple[Track, int]]:
         """Greedy IoU matching: the best-overlapping (track, detection index) pair first, each used once. A track's
-        IoU is the better of its pose-driven box and its last detector box moved on at its speed: the pose follows
-        the person between detections, the moved box holds when a pose slips onto a neighbour in a crossing
-        (vtest.avi frames 1-300: 23 id switches, 33 against the unmoved detector box; benchmarks/identity.py)."""
+        IoU is the better of its pose-driven box and the detector box its motion predicts: the pose follows the
+        person between detections, the prediction holds when a pose slips onto a neighbour in a crossing."""
         if not tracks or not candidates:
             return []
         cand = boxes[candidates]
         pose = box_iou(np.stack([t.box for t in tracks]), cand)
-        moved = box_iou(np.stack([_moved(t, t_s, t.detected_box, t.detected_t_s) for t in tracks]), cand)
+        moved = box_iou(np.stack([t.motion.predict(t_s) for t in tracks]), cand)
         iou = np.maximum(pose, moved)
         return [(tracks[r], candidates[c]) for r, c in _greedy_pairs(iou, self.iou_match)]
 
@@ -185,20 +195,22 @@ class Tracker:
         taken: set[int] = set()
         if self._ended and order:
             ended = list(self._ended)
-            iou = box_iou(np.stack([_moved(t, t_s) for t in ended]), boxes[order])
+            iou = box_iou(np.stack([t.motion.predict(t_s) for t in ended]), boxes[order])
             pairs = _greedy_pairs(iou, self.iou_match)[:max(self.max_tracks - len(self.tracks), 0)]
             for r, c in pairs:
                 self._revive(ended[r], boxes[order[c]], t_s)
             taken = {c for _, c in pairs}
         order = [di for ci, di in enumerate(order) if ci not in taken]
         room = max(self.max_tracks - len(self.tracks), 0)
-        self.tracks.extend(self._new_track(boxes[di], t_s) for di in order[:room])
+        confirmed = self.runs == 1 or not self.confirm_new  # the stream's first detections are its people
+        self.tracks.extend(self._new_track(boxes[di], t_s, confirmed) for di in order[:room])
         self.unadmitted = max(len(order) - room, 0)
 
     def _revive(self, track: Track, box: np.ndarray, t_s: float | None) -> None:
         """Bring an ended track back on detection `box`: same id, fresh filters (it was gone for a while)."""
         self._ended.remove(track)
-        track.box, track.detected_box, track.detected_t_s = box.copy(), box.copy(), t_s
+        track.box, track.detected_box = box.copy(), box.copy()
+        track.motion.restart(box, t_s)
         track.missed = track.low_frames = 0
         if track.joint_filter is not None:
             track.joint_filter.reset()
@@ -262,17 +274,6 @@ def _greedy_pairs(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
 
 def _area(box: np.ndarray) -> float:
     return float(np.prod(np.maximum(box[2:4] - box[:2], 0)))
-
-
-def _moved(track: Track, t_s: float | None, box: np.ndarray | None = None, since_s: float | None = None) -> np.ndarray:
-    """A track's box (4,) px (default: its current one, posed at track.t_s) moved on at its last speed to time `t_s`
-    (unmoved without times)."""
-    box = track.box if box is None else box
-    since_s = track.t_s if since_s is None else since_s
-    if t_s is None or since_s is None:
-        return box
-    shift = track.velocity * (t_s - since_s)
-    return (box + np.concatenate([shift, shift])).astype(np.float32)
 
 
 def _limit_shrink(box: np.ndarray, previous: np.ndarray) -> np.ndarray:
