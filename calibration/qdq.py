@@ -282,6 +282,8 @@ def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy"
     `quantize_qdq` can put a Q/DQ pair on; the FP32 islands are neither histogrammed nor returned.
     A reader with len() and set_range (`reader.calibration_reader`) is collected `chunk` items at a time so memory
     stays bounded (min-max: the same as one pass; histograms: merged per chunk); any other reader in one pass.
+    The reader's last item is collected on its own: it may be a short batch (N crops not a multiple of the batch),
+    and ONNX Runtime's histogram collector stacks a chunk's batches with np.asarray, which ragged batches break.
     """
     quant = require("onnxruntime.quantization", "cpu")
     ort = require("onnxruntime", "cpu")
@@ -304,9 +306,9 @@ def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy"
             n = None
         with contextlib.redirect_stdout(io.StringIO()) as chatter:  # the histogram calibrators print progress
             try:
-                for start in range(0, n, chunk) if n is not None else [None]:
-                    if start is not None:
-                        reader.set_range(start, min(n, start + chunk))
+                for span in _chunks(n, chunk) if n is not None else [None]:
+                    if span is not None:
+                        reader.set_range(*span)
                     calibrator.collect_data(reader)
                 data = calibrator.compute_data()
             except ValueError as e:  # numpy: "Too many bins for data range" on a tensor with a huge range
@@ -315,6 +317,14 @@ def calibrate_ranges(fp32_onnx: str | Path, reader: Any, method: str = "entropy"
         log.debug("onnxruntime calibrator: %s", chatter.getvalue().strip())
     return {name: (float(np.min(t.range_value[0])), float(np.max(t.range_value[1]))) for name, t in data.items()
             if name in wanted}
+
+
+def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, end) spans of `chunk` reader items over items [0, n - 1), then the last item alone (a short batch
+    never shares a chunk with full ones)."""
+    if n < 1:
+        return []
+    return [(s, min(n - 1, s + chunk)) for s in range(0, n - 1, chunk)] + [(n - 1, n)]
 
 
 def quantize_qdq(fp32_onnx: str | Path, int8_onnx: str | Path, reader: Any = None, method: str = "entropy",
