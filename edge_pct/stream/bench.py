@@ -26,7 +26,7 @@ from edge_pct.core.geometry import box_iou
 from edge_pct.core.report import Row, progress
 from edge_pct.stream.pipeline import STAGES, PersonPose, PosePipeline
 from edge_pct.stream.sources import FileSource
-from edge_pct.stream.steadiness import TrackSeries, link_poses, steadiness
+from edge_pct.stream.steadiness import PoseLinker, SteadinessMeter, pose_height
 from edge_pct.stream.tracking import box_from_pose
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def run_bench(
 
     totals = defaultdict(float)
     persons = unposed = detector_runs = frames = overlap_frames = 0
-    tracks: dict[int, TrackSeries] = defaultdict(dict)
+    track_ids: set[int] = set()
+    steadiness = SteadinessMeter()  # running sums: memory stays flat however long the video
     pipeline.reset()
     tmp = _temp_video_path(save) if save else None
     writer = bar = None
@@ -68,7 +69,9 @@ def run_bench(
                 overlap_frames += _shows_overlap(result.persons, pipeline.tracker.duplicate_iou,
                                                  pipeline.cfg.joint_threshold)
                 for p in result.persons:
-                    tracks[p.track_id][frame.index] = (p.joints, p.raw_joints, float(p.box[3] - p.box[1]))
+                    track_ids.add(p.track_id)
+                    steadiness.add(frame.index, p.track_id, p.joints, p.raw_joints, float(p.box[3] - p.box[1]))
+                steadiness.forget(frame.index)
                 if tmp is not None:
                     t1 = time.perf_counter()
                     image = draw_persons(frame.image.copy(), result.persons, pipeline.cfg.joint_threshold)
@@ -99,11 +102,11 @@ def run_bench(
         "poses_per_s": persons / seconds if seconds else 0.0,
         "stage_ms": {k: totals[k] / frames_div for k in ("decode", *STAGES, "draw")},
         "detector_runs": detector_runs,
-        "tracks": len(tracks),
-        "fragmentation": len(tracks) / per_frame if per_frame else 0.0,
-        "ids_per_100_frames": 100 * len(tracks) / frames_div,
+        "tracks": len(track_ids),
+        "fragmentation": len(track_ids) / per_frame if per_frame else 0.0,
+        "ids_per_100_frames": 100 * len(track_ids) / frames_div,
         "overlap_frames": overlap_frames,
-        **steadiness(tracks),
+        **steadiness.result(),
         "backend": pipeline.backend.name,
         "graph": str(getattr(pipeline.backend, "path", "")) or None,  # the file ONNX Runtime / TensorRT runs
         "precision": pipeline.backend.precision,
@@ -116,11 +119,11 @@ def run_bench(
 
 def run_peer(video: str | Path, task: str | Path, num_poses: int, max_frames: int | None = None) -> dict:
     """MediaPipe PoseLandmarker (video mode) over the same frames: fps, persons_per_frame, poses_per_s, and the
-    jitter_still of its poses linked into tracks by `link_poses` (it gives no ids)."""
+    jitter_still of its poses linked into tracks by `PoseLinker` (it gives no ids)."""
     from edge_pct.peers.mediapipe import MediaPipePose
 
     persons = frames = 0
-    poses: list[list[np.ndarray]] = []
+    linker, steadiness = PoseLinker(), SteadinessMeter()
     with FileSource(video) as source, MediaPipePose(task, num_poses=num_poses, mode="video") as peer:
         start = time.perf_counter()
         while max_frames is None or frames < max_frames:
@@ -128,7 +131,9 @@ def run_peer(video: str | Path, task: str | Path, num_poses: int, max_frames: in
             if frame is None:
                 break
             found = peer.estimate_frame(frame.image, int(frame.timestamp_ms))
-            poses.append([p["joints"] for p in found])
+            for k, joints in linker.link([p["joints"] for p in found]).items():
+                steadiness.add(frames, k, joints, None, pose_height(joints))
+            steadiness.forget(frames)
             persons += len(found)
             frames += 1
         seconds = time.perf_counter() - start
@@ -139,7 +144,7 @@ def run_peer(video: str | Path, task: str | Path, num_poses: int, max_frames: in
         "fps": frames / seconds if seconds else 0.0,
         "persons_per_frame": persons / max(frames, 1),
         "poses_per_s": persons / seconds if seconds else 0.0,
-        "jitter_still": steadiness(link_poses(poses))["jitter_still"],
+        "jitter_still": steadiness.result()["jitter_still"],
     }
 
 

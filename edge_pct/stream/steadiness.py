@@ -6,7 +6,9 @@ frames where the person stands still (their mean joint moves under `STILL_SPEED`
 Lag = how many frames the filtered joints trail the raw ones on moving joints. For a joint moving at velocity v
 (px / frame) a filter that trails by L frames outputs f(t) = r(t) - L v, so the least-squares L over all moving
 samples is sum((r - f) . v) / sum(|v|^2), with v the raw central difference (r[t+1] - r[t-1]) / 2.
-Tracks are per-frame series: {frame index: (joints (J, 2) px, raw joints (J, 2) px or None, height px)}.
+
+`SteadinessMeter` measures a stream as it goes: per track it keeps only the last 2 x STILL_WINDOW + 3 frames and
+running sums, so its memory stays flat over any number of frames (a bench or soak of hours).
 """
 
 from __future__ import annotations
@@ -16,86 +18,107 @@ import numpy as np
 STILL_WINDOW = 5  # frames each side over which stillness is judged
 STILL_SPEED = 0.005  # person heights per frame under which a person counts as still
 MOVING_SPEED = 0.01  # person heights per frame from which a joint counts as moving (for the lag)
+_KEEP = 2 * STILL_WINDOW + 3  # frames of a track the meter needs: an acceleration's 3 frames, each judged +-window
 
-TrackSeries = dict[int, tuple[np.ndarray, np.ndarray | None, float]]
-
-
-def _dense(series: TrackSeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A track as arrays over its frame span: joints (T, J, 2), raw joints (T, J, 2), heights (T,); NaN where the
-    person was not shown (or, for raw, not recorded)."""
-    idx = sorted(series)
-    first, n = idx[0], idx[-1] - idx[0] + 1
-    shape = series[first][0].shape
-    joints, raw = np.full((n, *shape), np.nan), np.full((n, *shape), np.nan)
-    heights = np.full(n, np.nan)
-    for i in idx:
-        j, r, h = series[i]
-        joints[i - first], heights[i - first] = j, h
-        if r is not None:
-            raw[i - first] = r
-    return joints, raw, heights
+Sample = tuple[np.ndarray, np.ndarray | None, float]  # joints (J, 2) px, raw joints (J, 2) px or None, height px
 
 
-def still_frames(joints: np.ndarray, heights: np.ndarray) -> np.ndarray:
-    """(T,) bool: frames where the mean joint of joints (T, J, 2) moves under STILL_SPEED x height per frame,
-    measured across +-STILL_WINDOW frames (False near the ends and gaps)."""
-    centre, w = joints.mean(axis=1), STILL_WINDOW  # a frame without the person is NaN throughout
-    still = np.zeros(len(joints), bool)
-    if len(joints) > 2 * w:
-        speed = np.linalg.norm(centre[2 * w:] - centre[:-2 * w], axis=-1) / (2 * w) / heights[w:-w]
-        still[w:-w] = speed < STILL_SPEED  # NaN compares False
-    return still
+class SteadinessMeter:
+    """Running jitter and lag over tracks: `add(frame, track_id, joints, raw, height)` for every shown person, in
+    frame order per track, then `result()`. A frame a track skips counts as 'not shown' (it breaks stillness and
+    differences across it)."""
 
+    def __init__(self) -> None:
+        self._recent: dict[int, dict[int, Sample]] = {}  # track id -> {frame index: sample}, the last _KEEP frames
+        self._last_frame: dict[int, int] = {}
+        self.acc_sum = 0.0
+        self.acc_n = 0
+        self.lag_num = 0.0
+        self.lag_den = 0.0
 
-def steadiness(tracks: dict[int, TrackSeries]) -> dict[str, float]:
-    """Over all tracks: jitter_still (x box height per frame^2, mean over the joints of still frames; None without
-    any), still_samples (how many joint-frames that mean covers), lag_frames (None without raw joints or motion)."""
-    acc_sum = acc_n = 0.0
-    lag_num = lag_den = 0.0
-    for series in tracks.values():
-        if len(series) < 3:
-            continue
-        joints, raw, heights = _dense(series)
-        still = still_frames(joints, heights)
-        masked = np.where(still[:, None, None], joints, np.nan)
-        acc = np.linalg.norm(masked[2:] - 2 * masked[1:-1] + masked[:-2], axis=-1) / heights[1:-1, None]
+    def add(self, frame: int, track_id: int, joints: np.ndarray, raw: np.ndarray | None, height: float) -> None:
+        recent = self._recent.setdefault(track_id, {})
+        previous = self._last_frame.get(track_id)
+        recent[frame] = (joints, raw, height)
+        self._last_frame[track_id] = frame
+        if previous is None:
+            return
+        self._add_lag(recent, previous)  # its next frame (or a gap) is now known
+        w = STILL_WINDOW
+        # an acceleration at t needs stillness at t+1, known once frame t+1+w is: the positions completed by `frame`
+        for t in range(previous - w, min(previous, frame - 1 - w) + 1):
+            self._add_acceleration(recent, t)
+        for old in [i for i in recent if i <= frame - _KEEP]:
+            del recent[old]
+
+    def forget(self, before_frame: int) -> None:
+        """Drop the tracks last shown before `before_frame` - _KEEP (nothing more can come of them)."""
+        for k in [k for k, f in self._last_frame.items() if f < before_frame - _KEEP]:
+            del self._recent[k], self._last_frame[k]
+
+    def result(self) -> dict[str, float | int | None]:
+        """jitter_still (x box height per frame^2, mean over the joints of still frames; None without any),
+        still_samples (how many joint-frames that mean covers), lag_frames (None without raw joints or motion)."""
+        return {"jitter_still": self.acc_sum / self.acc_n if self.acc_n else None,
+                "still_samples": self.acc_n,
+                "lag_frames": self.lag_num / self.lag_den if self.lag_den else None}
+
+    def _still(self, recent: dict[int, Sample], t: int) -> bool:
+        w = STILL_WINDOW
+        if t not in recent or t - w not in recent or t + w not in recent:
+            return False
+        move = recent[t + w][0].mean(0) - recent[t - w][0].mean(0)
+        return bool(np.linalg.norm(move) / (2 * w) / recent[t][2] < STILL_SPEED)
+
+    def _add_acceleration(self, recent: dict[int, Sample], t: int) -> None:
+        if not all(self._still(recent, i) for i in (t - 1, t, t + 1)):
+            return
+        j = [recent[i][0] for i in (t - 1, t, t + 1)]
+        acc = np.linalg.norm(j[2] - 2 * j[1] + j[0], axis=-1) / recent[t][2]
         acc = acc[np.isfinite(acc)]
-        acc_sum, acc_n = acc_sum + float(acc.sum()), acc_n + acc.size
-        v = (raw[2:] - raw[:-2]) / 2
-        moving = np.linalg.norm(v, axis=-1) / heights[1:-1, None] > MOVING_SPEED  # (T-2, J); NaN -> False
-        lag_num += float(np.nansum(((raw[1:-1] - joints[1:-1]) * v).sum(-1)[moving]))
-        lag_den += float(np.nansum((v * v).sum(-1)[moving]))
-    return {"jitter_still": acc_sum / acc_n if acc_n else None,
-            "still_samples": int(acc_n),
-            "lag_frames": lag_num / lag_den if lag_den else None}
+        self.acc_sum += float(acc.sum())
+        self.acc_n += acc.size
+
+    def _add_lag(self, recent: dict[int, Sample], t: int) -> None:
+        before, now, after = recent.get(t - 1), recent[t], recent.get(t + 1)
+        if before is None or after is None or before[1] is None or after[1] is None:
+            return
+        v = (after[1] - before[1]) / 2  # (J, 2) px / frame
+        moving = np.linalg.norm(v, axis=-1) / now[2] > MOVING_SPEED
+        if now[1] is not None:
+            self.lag_num += float(((now[1] - now[0]) * v).sum(-1)[moving].sum())
+        self.lag_den += float((v * v).sum(-1)[moving].sum())
 
 
-def link_poses(frames: list[list[np.ndarray]], max_jump: float = 0.5) -> dict[int, TrackSeries]:
-    """Tracks for a pose estimator without ids (MediaPipe's PoseLandmarker output): per frame a list of joints
-    (J, 2) px; each pose joins the track whose last pose (previous frame) has the nearest mean joint, within
-    `max_jump` x its height, greedily nearest first; the others start tracks. Height = joint extent in y x 1.2."""
-    tracks: dict[int, TrackSeries] = {}
-    last: dict[int, np.ndarray] = {}  # track id -> its joints in the previous frame
-    next_id = 0
-    for t, poses in enumerate(frames):
+class PoseLinker:
+    """Track ids for a pose estimator without them (MediaPipe's PoseLandmarker): each pose (J, 2) px of a frame
+    joins the track whose pose in the previous frame has the nearest mean joint, within `max_jump` x its height,
+    greedily nearest first; the others start tracks. Height = joint extent in y x 1.2."""
+
+    def __init__(self, max_jump: float = 0.5) -> None:
+        self.max_jump = max_jump
+        self._last: dict[int, np.ndarray] = {}  # track id -> its joints in the previous frame
+        self._next_id = 0
+
+    def link(self, poses: list[np.ndarray]) -> dict[int, np.ndarray]:
+        """{track id: joints} for this frame's poses."""
+        pairs = sorted((float(np.linalg.norm(p.mean(0) - q.mean(0))), k, i) for k, q in self._last.items()
+                       for i, p in enumerate(poses))
         now: dict[int, np.ndarray] = {}
-        pairs = sorted(((float(np.linalg.norm(p.mean(0) - q.mean(0))), k, i) for k, q in last.items()
-                        for i, p in enumerate(poses)))
         used: set[int] = set()
         for dist, k, i in pairs:
-            if k in now or i in used or dist > max_jump * _height(last[k]):
+            if k in now or i in used or dist > self.max_jump * pose_height(self._last[k]):
                 continue
             now[k] = poses[i]
             used.add(i)
         for i, p in enumerate(poses):
             if i not in used:
-                now[next_id] = p
-                next_id += 1
-        for k, p in now.items():
-            tracks.setdefault(k, {})[t] = (p, None, _height(p))
-        last = now
-    return tracks
+                now[self._next_id] = p
+                self._next_id += 1
+        self._last = now
+        return now
 
 
-def _height(joints: np.ndarray) -> float:
+def pose_height(joints: np.ndarray) -> float:
+    """A person's height (px) from its joints (J, 2): their extent in y x 1.2, at least 1."""
     return max(float(np.ptp(joints[:, 1])) * 1.2, 1.0)
